@@ -1,0 +1,1 @@
+"""Backends behind the gateway. Only ``adapters.openvino_*`` modules import OpenVINO."""

@@ -1,0 +1,176 @@
+"""The adapter contract: what the gateway asks of a backend, with no HTTP and no OpenVINO in it.
+
+An adapter serves one model on one device. It has exactly one generation method, ``stream``, which
+yields backend-neutral events; a non-streaming answer is collected from the same events by the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One chat turn, already flattened to text, as the model's chat template expects it."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Everything a backend needs to run one chat completion, independent of any wire format.
+
+    ``None`` means "the backend's default" for every optional sampling field.
+    """
+
+    messages: tuple[ChatMessage, ...]
+    max_tokens: int | None = None
+    """Upper bound on generated tokens; ``None`` lets the request use the rest of the context window."""
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    """0 disables top-k filtering."""
+    min_p: float = 0.0
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the gateway may tell clients about a loaded model."""
+
+    id: str
+    device: str
+    context_length: int | None
+    created: int
+    owned_by: str = "openarc"
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New text for choice ``index``; ``text`` is never a partial UTF-8 character."""
+
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Choice ``index`` is complete."""
+
+    index: int
+    reason: FinishReason
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token accounting for the whole request; always the last event of a successful stream."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+Event = TextDelta | Finished | Usage
+
+
+@dataclass(frozen=True)
+class Activity:
+    """A snapshot of an adapter's load, for health checks and tests."""
+
+    in_flight: int
+    """Requests accepted and not yet finished or released (running or waiting)."""
+    running: int
+    """Requests the engine is generating for right now."""
+
+
+class Adapter(Protocol):
+    """A backend serving one model on one device."""
+
+    info: ModelInfo
+
+    def stream(self, params: GenerationParams) -> AsyncIterator[Event]:
+        """Generate for ``params``; raise an ``AdapterError`` before the first event if it cannot start.
+
+        Closing the iterator early (client gone) must stop the generation and free its resources.
+        """
+        ...
+
+    def activity(self) -> Activity:
+        """How busy the adapter is right now."""
+        ...
+
+    async def close(self) -> None:
+        """Stop serving and release the model."""
+        ...
+
+
+# --- errors: backend-neutral; the gateway maps each class to one HTTP error in one table ---
+
+
+class AdapterError(Exception):
+    """Base of every failure an adapter reports on purpose."""
+
+
+@dataclass
+class PromptTooLongError(AdapterError):
+    """The prompt plus the requested completion cannot fit in the model's context window."""
+
+    prompt_tokens: int
+    requested_tokens: int
+    context_length: int
+
+    def __str__(self) -> str:
+        return (
+            f"prompt of {self.prompt_tokens} tokens plus {self.requested_tokens} completion tokens "
+            f"exceeds the context window of {self.context_length}"
+        )
+
+
+class InvalidConversationError(AdapterError):
+    """The model's chat template rejected the messages (for example, a role it does not know)."""
+
+
+@dataclass
+class EngineOverloadedError(AdapterError):
+    """The engine's queue is full; the caller should retry after ``retry_after`` seconds."""
+
+    retry_after: int = 1
+
+    def __str__(self) -> str:
+        return "the model's request queue is full"
+
+
+@dataclass
+class ModelLoadError(AdapterError):
+    """A model could not be loaded; ``reason`` is a one-line, actionable explanation."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass
+class GenerationFailedError(AdapterError):
+    """The backend failed while generating; details are logged, never sent to clients."""
+
+    detail: str = field(default="")
+
+    def __str__(self) -> str:
+        return self.detail or "generation failed"

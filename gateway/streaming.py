@@ -1,0 +1,224 @@
+"""The one generation path: request -> adapter events -> chunks -> SSE bytes, or collected into one answer.
+
+``open_chunks`` starts generation and waits for the first event before anything is sent, so every
+failure that can happen before generation (unknown model, context too long, queue full, bad template)
+becomes a real HTTP status. ``collect`` builds the non-streaming ``ChatCompletion`` from the very same
+chunks, so both modes produce the same text by construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
+from litestar import Request
+
+from adapters.base import Adapter, AdapterError, ChatMessage, Event, Finished, GenerationParams, TextDelta, Usage
+
+from . import __version__
+from .errors import ClientDisconnectedError, UnsupportedParameterError, from_adapter_error, to_gateway_error
+from .schemas import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    ChatCompletionMessageParam,
+    ChatCompletionRequest,
+    Choice,
+    ChoiceDelta,
+    ChunkChoice,
+    CompletionUsage,
+    PromptTokensDetails,
+)
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_FINGERPRINT = f"fp_openarc_{__version__}"
+_encoder = msgspec.json.Encoder()
+_T = TypeVar("_T")
+
+# Most chat templates predate OpenAI's "developer" role; it means what "system" means to them.
+_TEMPLATE_ROLES = {"developer": "system"}
+
+
+def to_params(request: ChatCompletionRequest) -> GenerationParams:
+    """Map the wire request to backend-neutral generation parameters (the only place this happens)."""
+    if request.logprobs or request.top_logprobs:
+        raise UnsupportedParameterError("logprobs are not supported by this server", param="logprobs")
+    stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
+    return GenerationParams(
+        messages=tuple(_to_chat_message(m) for m in request.messages),
+        max_tokens=request.max_completion_tokens or request.max_tokens,
+        n=request.n,
+        temperature=1.0 if request.temperature is None else request.temperature,
+        top_p=1.0 if request.top_p is None else request.top_p,
+        top_k=request.top_k,
+        min_p=request.min_p,
+        seed=request.seed,
+        presence_penalty=request.presence_penalty,
+        frequency_penalty=request.frequency_penalty,
+        repetition_penalty=request.repetition_penalty,
+        stop=stop,
+        ignore_eos=request.ignore_eos,
+    )
+
+
+def _to_chat_message(message: ChatCompletionMessageParam) -> ChatMessage:
+    role = type(message).__struct_config__.tag
+    content = message.content
+    text = "\n".join(part.text for part in content) if isinstance(content, list) else (content or "")
+    return ChatMessage(role=_TEMPLATE_ROLES.get(role, role), content=text)
+
+
+@dataclass
+class ChunkStream:
+    """A started generation: the chunks of one completion, ready to be framed or collected."""
+
+    chunks: AsyncIterator[ChatCompletionChunk]
+    id: str
+    created: int
+    model: str
+
+
+async def open_chunks(adapter: Adapter, request: ChatCompletionRequest, include_usage: bool) -> ChunkStream:
+    """Start generating and wait for the first event; raise a ``GatewayError`` if generation cannot start."""
+    params = to_params(request)
+    events = adapter.stream(params)
+    try:
+        first = await anext(events)
+    except AdapterError as exc:
+        await events.aclose()
+        raise from_adapter_error(exc) from exc
+    except BaseException:
+        await events.aclose()
+        raise
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    chunks = _chunks(first, events, completion_id, created, adapter.info.id, params.n, include_usage)
+    return ChunkStream(chunks, completion_id, created, adapter.info.id)
+
+
+async def _chunks(
+    first: Event,
+    events: AsyncIterator[Event],
+    completion_id: str,
+    created: int,
+    model: str,
+    n: int,
+    include_usage: bool,
+) -> AsyncIterator[ChatCompletionChunk]:
+    usage_field = None if include_usage else msgspec.UNSET
+
+    def chunk(choices: list[ChunkChoice]) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=completion_id,
+            created=created,
+            model=model,
+            choices=choices,
+            system_fingerprint=SYSTEM_FINGERPRINT,
+            usage=usage_field,
+        )
+
+    # OpenAI opens every choice with a role-only delta.
+    for index in range(n):
+        yield chunk([ChunkChoice(index=index, delta=ChoiceDelta(role="assistant", content=""))])
+    async with aclosing(events):
+        event: Event | None = first
+        while event is not None:
+            if isinstance(event, TextDelta):
+                yield chunk([ChunkChoice(index=event.index, delta=ChoiceDelta(content=event.text))])
+            elif isinstance(event, Finished):
+                yield chunk([ChunkChoice(index=event.index, delta=ChoiceDelta(), finish_reason=event.reason)])
+            elif isinstance(event, Usage):
+                if include_usage:
+                    final = chunk([])
+                    final.usage = _usage(event)
+                    yield final
+                return
+            event = await anext(events, None)
+
+
+def _usage(usage: Usage) -> CompletionUsage:
+    return CompletionUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens),
+    )
+
+
+async def collect(stream: ChunkStream) -> ChatCompletion:
+    """Assemble the non-streaming answer from the chunks (opened with ``include_usage=True``)."""
+    texts: dict[int, list[str]] = {}
+    reasons: dict[int, str] = {}
+    usage: CompletionUsage | None = None
+    async with aclosing(stream.chunks) as chunks:
+        async for chunk in chunks:
+            if chunk.usage:
+                usage = chunk.usage
+            for choice in chunk.choices:
+                if isinstance(choice.delta.content, str):
+                    texts.setdefault(choice.index, []).append(choice.delta.content)
+                if choice.finish_reason is not None:
+                    reasons[choice.index] = choice.finish_reason
+    if usage is None:  # the adapter broke its contract: Usage is always its last event
+        raise RuntimeError("generation ended without usage")
+    choices = [
+        Choice(index=i, message=ChatCompletionMessage(content="".join(parts)), finish_reason=reasons.get(i, "stop"))
+        for i, parts in sorted(texts.items())
+    ]
+    return ChatCompletion(
+        id=stream.id,
+        created=stream.created,
+        model=stream.model,
+        choices=choices,
+        usage=usage,
+        system_fingerprint=SYSTEM_FINGERPRINT,
+    )
+
+
+async def sse(stream: ChunkStream) -> AsyncIterator[bytes]:
+    """Frame chunks as OpenAI does: ``data: <json>\\n\\n`` lines, then ``data: [DONE]``.
+
+    Errors after the first byte cannot change the status any more: they become one error event.
+    """
+    try:
+        async with aclosing(stream.chunks) as chunks:
+            async for chunk in chunks:
+                yield b"data: " + _encoder.encode(chunk) + b"\n\n"
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the client as an error event
+        yield b"data: " + _encoder.encode(to_gateway_error(exc).body()) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+async def unless_disconnected(request: Request, work: Awaitable[_T]) -> _T:
+    """Run ``work`` but cancel it as soon as the client disconnects.
+
+    Litestar does not watch non-streaming handlers for disconnects, so a client that gives up would
+    otherwise keep its generation (and KV cache) running to the end.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        logger.info("client disconnected; generation cancelled")
+        raise ClientDisconnectedError
+    return task.result()
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return

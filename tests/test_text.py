@@ -1,0 +1,74 @@
+"""Incremental detokenization and stop strings, with the demo model's real tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openvino_genai
+import pytest
+
+from adapters.text import IncrementalDetokenizer, StopMatcher
+from gateway.sources import ensure_demo_model
+
+SAMPLES = ["héllo wörld", "日本語のテキスト", "emoji 🎉🚀 mixed ünïcödé", "plain ascii text, with punctuation!"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    cache = Path.home() / ".cache" / "openarc"
+    return openvino_genai.Tokenizer(str(ensure_demo_model(cache)))
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_token_by_token_deltas_rebuild_the_text(tokenizer, text):
+    ids = tokenizer.encode(text, add_special_tokens=False).input_ids.data[0].tolist()
+    assert len(ids) > 3
+    calls = []
+
+    def decode(tokens):
+        calls.append(len(tokens))
+        return tokenizer.decode(tokens)
+
+    detokenizer = IncrementalDetokenizer(decode)
+    deltas = [detokenizer.push([i]) for i in ids] + [detokenizer.flush()]
+    assert "".join(deltas) == tokenizer.decode(ids) == text
+    assert all("\ufffd" not in d for d in deltas), "no delta splits a UTF-8 character"
+    # Incremental: each decode sees a short window, never the whole output.
+    assert max(calls) <= 6
+
+
+def test_long_output_decodes_in_constant_windows(tokenizer):
+    ids = tokenizer.encode("word " * 500, add_special_tokens=False).input_ids.data[0].tolist()
+    sizes = []
+    detokenizer = IncrementalDetokenizer(lambda t: sizes.append(len(t)) or tokenizer.decode(t))
+    text = "".join(detokenizer.push([i]) for i in ids) + detokenizer.flush()
+    assert text == "word " * 500
+    assert max(sizes) <= 3
+
+
+@pytest.mark.parametrize(
+    ("pieces", "stops", "expected", "stopped"),
+    [
+        (["Hello", " wor", "ld"], ["world"], "Hello ", True),
+        (["abc", "de"], ["cd"], "ab", True),
+        (["The capital"], ["ital"], "The cap", True),
+        (["no", " stop", " here"], ["xyz"], "no stop here", False),
+        (["ends with pre"], ["prefix"], "ends with pre", False),
+        (["a", "b"], [], "ab", False),
+        (["x END y"], ["END", "x"], "", True),
+    ],
+)
+def test_stop_matcher(pieces, stops, expected, stopped):
+    matcher = StopMatcher(stops)
+    out = "".join(matcher.feed(p) for p in pieces) + matcher.flush()
+    assert out == expected
+    assert matcher.stopped is stopped
+
+
+def test_stop_matcher_holds_back_only_possible_prefixes():
+    matcher = StopMatcher(["STOP"])
+    assert matcher.feed("abc ST") == "abc "
+    assert matcher.feed("X") == "STX"
+    assert matcher.feed("STO") == ""
+    assert matcher.feed("P and more") == ""
+    assert matcher.stopped
