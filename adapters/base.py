@@ -123,6 +123,12 @@ class Adapter(Protocol):
 # --- errors: backend-neutral; the gateway maps each class to one HTTP error in one table ---
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type name): enough for a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class AdapterError(Exception):
     """Base of every failure an adapter reports on purpose."""
 
@@ -142,8 +148,14 @@ class PromptTooLongError(AdapterError):
         )
 
 
+@dataclass
 class InvalidConversationError(AdapterError):
     """The model's chat template rejected the messages (for example, a role it does not know)."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 @dataclass

@@ -1,26 +1,31 @@
-"""One stepping loop per (model, device) over openvino-genai's ContinuousBatchingPipeline.
+"""The engine loop over openvino-genai's ContinuousBatchingPipeline; runs inside the engine process.
 
-The pipeline is not safe to call from several threads, and ``step()`` blocks, so a single engine thread
-owns it: it admits new requests, steps the batch, reads every handle's new tokens, turns them into
-text and posts events back to each request's asyncio queue with ``call_soon_threadsafe``. The asyncio
-side only ever touches thread-safe inboxes, so the event loop never waits on inference.
+One engine owns one pipeline. Requests arrive as ``add``/``cancel`` calls between steps; each ``step``
+advances every running request by one token, turns new tokens into text and queues the resulting
+events in an outbox, which the worker sends to the server process once per step.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
-import queue
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import openvino_genai as ov_genai
 
-from .base import AdapterError, EngineOverloadedError, Event, Finished, GenerationFailedError, TextDelta, Usage
-from .text import IncrementalDetokenizer, StopMatcher
+from .base import (
+    AdapterError,
+    Event,
+    Finished,
+    GenerationFailedError,
+    GenerationParams,
+    PromptTooLongError,
+    TextDelta,
+    Usage,
+)
+from .openvino_pipeline import encode_chat, generation_config
+from .text import IncrementalDetokenizer, StopMatcher, detokenize_batch
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +34,16 @@ _FINISH_REASONS = {
     ov_genai.GenerationFinishReason.LENGTH: "length",
 }
 
+FALLBACK_MAX_TOKENS = 4096
+"""Completion budget when a model's context length is unknown and the request sets no max_tokens."""
+
+Outcome = list[Event] | AdapterError
+"""What one step produced for one request: new events, or the error that ended it."""
+
 
 @dataclass
-class _Sequence:
-    """One choice of a request: its engine handle and its text pipeline."""
+class TextSequence:
+    """One choice of a request: its engine handle and its text pipeline (detokenizer, then stop strings)."""
 
     index: int
     config: Any
@@ -43,191 +54,181 @@ class _Sequence:
     last_reason: str = "stop"
     done: bool = False
 
+    def advance(self, token_count: int, text: str, engine_finished: bool) -> list[Event]:
+        """Take ``token_count`` new tokens, already detokenized to ``text``, and return the events.
+
+        Afterwards ``done`` says whether the choice is over. When a stop string shows up before the
+        engine finished, ``done`` is set and the caller must stop the engine's work on this sequence.
+        """
+        self.generated += token_count
+        if engine_finished:
+            text += self.detokenizer.flush()
+        text = self.stops.feed(text)
+        finished = engine_finished or self.stops.stopped
+        if finished:
+            text += self.stops.flush()
+        events: list[Event] = [TextDelta(self.index, text)] if text else []
+        if finished:
+            self.done = True
+            events.append(Finished(self.index, "stop" if self.stops.stopped else self.last_reason))
+        return events
+
 
 @dataclass
 class EngineRequest:
-    """A request as the engine sees it; built on the event loop, then owned by the engine thread."""
+    """A request inside the engine: its prompt and one ``TextSequence`` per choice."""
 
+    id: int
     prompt_ids: Any
     prompt_tokens: int
-    sequences: list[_Sequence]
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue[list[Event] | BaseException] = field(default_factory=asyncio.Queue)
-    cancelled: bool = False
-
-    def post(self, item: list[Event] | BaseException) -> None:
-        """Hand events to the request's consumer from the engine thread."""
-        self.loop.call_soon_threadsafe(self.events.put_nowait, item)
-
-
-class ContinuousBatchingEngine:
-    """Serves many requests at once on one pipeline, through one engine thread."""
-
-    def __init__(self, pipeline: Any, decode: Callable[[list[int]], str], max_in_flight: int, name: str):
-        self._pipeline = pipeline
-        self._decode = decode
-        self._max_in_flight = max_in_flight
-        self._in_flight = 0
-        self._inbox: queue.SimpleQueue[EngineRequest] = queue.SimpleQueue()
-        self._cancels: queue.SimpleQueue[EngineRequest] = queue.SimpleQueue()
-        self._wakeup = threading.Event()
-        self._closing = False
-        self._active: list[EngineRequest] = []
-        self._ids = itertools.count()
-        self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
-        self._thread.start()
-
-    # --- asyncio side ---
-
-    def new_request(self, prompt_ids: Any, prompt_tokens: int, configs: list[Any]) -> EngineRequest:
-        """Build a request for the running event loop; ``configs`` holds one GenerationConfig per choice."""
-        sequences = [
-            _Sequence(i, cfg, IncrementalDetokenizer(self._decode), StopMatcher(sorted(cfg.stop_strings)))
-            for i, cfg in enumerate(configs)
-        ]
-        return EngineRequest(prompt_ids, prompt_tokens, sequences, asyncio.get_running_loop())
-
-    def submit(self, request: EngineRequest) -> None:
-        """Queue ``request``; refuse at once when the engine already holds its limit."""
-        if self._closing:
-            raise GenerationFailedError("the model is shutting down")
-        if self._in_flight >= self._max_in_flight:
-            raise EngineOverloadedError(retry_after=1)
-        self._in_flight += 1
-        self._inbox.put(request)
-        self._wakeup.set()
-
-    def release(self, request: EngineRequest, finished: bool) -> None:
-        """The consumer is done with ``request``; cancel it in the engine unless it ended by itself."""
-        self._in_flight -= 1
-        if not finished:
-            request.cancelled = True
-            self._cancels.put(request)
-            self._wakeup.set()
+    sequences: list[TextSequence]
 
     @property
-    def in_flight(self) -> int:
-        """Requests submitted and not yet released (running or waiting)."""
-        return self._in_flight
+    def usage(self) -> Usage:
+        return Usage(self.prompt_tokens, sum(s.generated for s in self.sequences))
+
+
+class Engine:
+    """What every engine shares: turning ``GenerationParams`` into a request, and the outbox.
+
+    ``context_length`` (or ``None`` if unknown) bounds prompt plus completion; the check happens here,
+    before any work is scheduled, and fails the request with ``PromptTooLongError``.
+    """
+
+    def __init__(self, pipeline: Any, context_length: int | None):
+        self.pipeline = pipeline
+        self.tokenizer = pipeline.get_tokenizer()
+        self.context_length = context_length
+        self.outbox: dict[int, Outcome] = {}
+
+    def new_request(self, request_id: int, params: GenerationParams) -> EngineRequest:
+        """Template and tokenize the chat, check the context window, build one sequence per choice."""
+        prompt_ids, prompt_tokens = encode_chat(self.tokenizer, params.messages)
+        max_new_tokens = _completion_budget(self.context_length, prompt_tokens, params.max_tokens)
+        sequences = []
+        for index in range(params.n):
+            config = generation_config(params, max_new_tokens, index)
+            stops = StopMatcher(params.stop)
+            sequences.append(TextSequence(index, config, IncrementalDetokenizer(self._decode), stops))
+        return EngineRequest(request_id, prompt_ids, prompt_tokens, sequences)
+
+    def emit(self, request_id: int, outcome: Outcome) -> None:
+        """Queue events (or a final error) for the server process."""
+        if isinstance(outcome, AdapterError) or request_id not in self.outbox:
+            self.outbox[request_id] = outcome
+        else:
+            previous = self.outbox[request_id]
+            if isinstance(previous, list):
+                previous.extend(outcome)
+
+    def take_outbox(self) -> dict[int, Outcome]:
+        outbox, self.outbox = self.outbox, {}
+        return outbox
+
+    def _decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids)
+
+
+class ContinuousBatchingEngine(Engine):
+    """Serves many requests at once, stepping them together."""
+
+    def __init__(self, pipeline: Any, context_length: int | None):
+        super().__init__(pipeline, context_length)
+        self.active: dict[int, EngineRequest] = {}
+        self._handle_ids = itertools.count(1)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.active)
 
     @property
     def running(self) -> int:
-        """Requests the engine thread currently holds handles for."""
-        return len(self._active)
+        return len(self.active)
+
+    def add(self, request_id: int, params: GenerationParams) -> None:
+        """Start a request; any failure (too long, bad template, engine refusal) fails only this request."""
+        try:
+            request = self.new_request(request_id, params)
+            for seq in request.sequences:
+                seq.handle = self.pipeline.add_request(next(self._handle_ids), request.prompt_ids, seq.config)
+        except AdapterError as exc:
+            self.emit(request_id, exc)
+            return
+        except Exception as exc:
+            logger.exception("could not start request %d", request_id)
+            self.emit(request_id, GenerationFailedError(f"could not start generation: {exc}"))
+            return
+        self.active[request_id] = request
+
+    def cancel(self, request_id: int) -> None:
+        """Stop a request at once and free its KV cache (a no-op if it already ended)."""
+        request = self.active.pop(request_id, None)
+        if request is not None:
+            _cancel_handles(request)
+
+    def step(self) -> None:
+        """Advance every running request by one step and collect what it produced."""
+        try:
+            self.pipeline.step()
+        except Exception as exc:  # the batch is shared: fail its requests, keep the engine serving
+            logger.exception("engine step failed; failing %d running requests", len(self.active))
+            for request_id, request in list(self.active.items()):
+                _cancel_handles(request)
+                self.emit(request_id, GenerationFailedError(f"engine step failed: {exc}"))
+            self.active.clear()
+            return
+        reads: list[tuple[EngineRequest, TextSequence, list[int], bool]] = []
+        for request_id, request in list(self.active.items()):
+            try:
+                reads += [(request, seq, *_read(seq)) for seq in request.sequences if not seq.done]
+            except Exception as exc:  # one bad request must not take the others down
+                logger.exception("reading output of request %d failed", request_id)
+                _cancel_handles(request)
+                del self.active[request_id]
+                self.emit(request_id, GenerationFailedError(str(exc)))
+        texts = detokenize_batch([(seq.detokenizer, ids) for _, seq, ids, _ in reads], self.tokenizer.decode)
+        events: dict[int, list[Event]] = {}
+        for (request, seq, ids, engine_finished), text in zip(reads, texts, strict=True):
+            if request.id not in self.active:
+                continue
+            events.setdefault(request.id, []).extend(seq.advance(len(ids), text, engine_finished))
+            if seq.done and not engine_finished:
+                seq.handle.cancel()  # our text-level stop match came first: free the KV cache now
+        for request_id, request_events in events.items():
+            request = self.active[request_id]
+            if all(seq.done for seq in request.sequences):
+                request_events.append(request.usage)
+                del self.active[request_id]
+            if request_events:
+                self.emit(request_id, request_events)
 
     def close(self) -> None:
-        """Stop the engine thread; requests still running get an error event."""
-        self._closing = True
-        self._wakeup.set()
-        self._thread.join(timeout=30)
+        for request_id in list(self.active):
+            self.cancel(request_id)
 
-    # --- engine thread ---
 
-    def _run(self) -> None:
-        while not self._closing:
-            self._admit()
-            self._drop_cancelled()
-            if not self._active:
-                self._wakeup.wait()
-                self._wakeup.clear()
-                continue
-            try:
-                self._pipeline.step()
-            except Exception as exc:  # the pipeline is shared: fail the batch, keep the engine alive
-                logger.exception("engine step failed; failing %d running requests", len(self._active))
-                self._fail_all(GenerationFailedError(f"engine step failed: {exc}"))
-                continue
-            self._collect()
-        self._fail_all(GenerationFailedError("the model is shutting down"))
+def _read(seq: TextSequence) -> tuple[list[int], bool]:
+    """New token ids of one sequence, and whether the engine has finished it."""
+    ids: list[int] = []
+    while seq.handle.can_read():
+        for output in seq.handle.read().values():
+            ids.extend(output.generated_ids)
+            seq.last_reason = _FINISH_REASONS.get(output.finish_reason, seq.last_reason)
+    return ids, seq.handle.get_status() != ov_genai.GenerationStatus.RUNNING
 
-    def _admit(self) -> None:
-        while True:
-            try:
-                request = self._inbox.get_nowait()
-            except queue.Empty:
-                return
-            if request.cancelled:  # abandoned while queued: never start it
-                continue
-            try:
-                for seq in request.sequences:
-                    seq.handle = self._pipeline.add_request(next(self._ids), request.prompt_ids, seq.config)
-            except Exception as exc:
-                logger.exception("could not add a request to the engine")
-                self._cancel_handles(request)
-                request.post(GenerationFailedError(f"could not start generation: {exc}"))
-                continue
-            self._active.append(request)
 
-    def _drop_cancelled(self) -> None:
-        cancelled = set()
-        while True:
-            try:
-                cancelled.add(id(self._cancels.get_nowait()))
-            except queue.Empty:
-                break
-        if not cancelled:
-            return
-        for request in [r for r in self._active if id(r) in cancelled]:
-            self._cancel_handles(request)
-            self._active.remove(request)
+def _cancel_handles(request: EngineRequest) -> None:
+    for seq in request.sequences:
+        if seq.handle is not None and not seq.done:
+            seq.handle.cancel()
+        seq.done = True
 
-    def _collect(self) -> None:
-        still_active = []
-        for request in self._active:
-            if request.cancelled:
-                self._cancel_handles(request)
-                continue
-            try:
-                events = self._read(request)
-            except Exception as exc:  # one bad request must not take the others down
-                logger.exception("reading generation output failed")
-                self._cancel_handles(request)
-                request.post(GenerationFailedError(str(exc)))
-                continue
-            if all(seq.done for seq in request.sequences):
-                events.append(Usage(request.prompt_tokens, sum(s.generated for s in request.sequences)))
-            else:
-                still_active.append(request)
-            if events:
-                request.post(events)
-        self._active = still_active
 
-    def _read(self, request: EngineRequest) -> list[Event]:
-        events: list[Event] = []
-        for seq in request.sequences:
-            if seq.done:
-                continue
-            text = ""
-            while seq.handle.can_read():
-                for output in seq.handle.read().values():
-                    ids = list(output.generated_ids)
-                    seq.generated += len(ids)
-                    text += seq.detokenizer.push(ids)
-                    seq.last_reason = _FINISH_REASONS.get(output.finish_reason, seq.last_reason)
-            finished = seq.handle.get_status() != ov_genai.GenerationStatus.RUNNING
-            if finished:
-                text += seq.detokenizer.flush()
-            text = seq.stops.feed(text)
-            if seq.stops.stopped and not finished:
-                seq.handle.cancel()  # our text-level match came first: free the KV cache now
-                finished = True
-            if finished:
-                text += seq.stops.flush()
-            if text:
-                events.append(TextDelta(seq.index, text))
-            if finished:
-                seq.done = True
-                events.append(Finished(seq.index, "stop" if seq.stops.stopped else seq.last_reason))
-        return events
-
-    def _cancel_handles(self, request: EngineRequest) -> None:
-        for seq in request.sequences:
-            if seq.handle is not None and not seq.done:
-                seq.handle.cancel()
-            seq.done = True
-
-    def _fail_all(self, error: AdapterError) -> None:
-        for request in self._active:
-            self._cancel_handles(request)
-            request.post(error)
-        self._active = []
+def _completion_budget(context_length: int | None, prompt_tokens: int, max_tokens: int | None) -> int:
+    if context_length is None:
+        return max_tokens or FALLBACK_MAX_TOKENS
+    available = context_length - prompt_tokens
+    requested = max_tokens if max_tokens is not None else max(available, 0)
+    if available <= 0 or requested > available:
+        raise PromptTooLongError(prompt_tokens, requested, context_length)
+    return requested

@@ -31,7 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="openarc", description="OpenAI-compatible server for OpenVINO models.")
+    parser = argparse.ArgumentParser(
+        prog="openarc", description="OpenAI-compatible server for OpenVINO models."
+    )
     parser.add_argument("--version", action="version", version=f"openarc {__version__}")
     commands = parser.add_subparsers(dest="command")
 
@@ -84,10 +86,14 @@ def _serve(args: argparse.Namespace) -> int:
     from .registry import ModelRegistry
 
     config = build_config(args)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     registry = ModelRegistry(config)
     registry.load_all()  # before binding the port: a bad model is a one-line error, not a traceback
-    logger.info("serving %s on http://%s:%d/v1", ", ".join(m.id for m in registry.models()), config.host, config.port)
+    logger.info(
+        "serving %s on http://%s:%d/v1", ", ".join(m.id for m in registry.models()), config.host, config.port
+    )
     uvicorn.run(create_app(config, registry), host=config.host, port=config.port, log_level=config.log_level)
     return 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -53,6 +53,9 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     """OpenVINO properties for compilation (PERFORMANCE_HINT, NUM_STREAMS, KV_CACHE_PRECISION, ...)."""
     scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
     """Continuous-batching settings."""
+    engine: Literal["auto", "continuous", "sequential"] = "auto"
+    """``continuous`` batches many requests; ``sequential`` runs one at a time (for devices that cannot
+    batch); ``auto`` picks sequential for NPU and continuous batching elsewhere."""
     max_queue: Annotated[int, Meta(ge=0)] = 64
     """Requests allowed to wait beyond ``scheduler.max_num_seqs``; past that, clients get 429."""
 

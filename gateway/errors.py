@@ -42,7 +42,9 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
     def body(self) -> ErrorResponse:
-        return ErrorResponse(error=ErrorBody(message=self.message, type=self.type, param=self.param, code=self.code))
+        return ErrorResponse(
+            error=ErrorBody(message=self.message, type=self.type, param=self.param, code=self.code)
+        )
 
 
 class InvalidRequestError(GatewayError):

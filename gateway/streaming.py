@@ -20,7 +20,16 @@ from typing import TypeVar
 import msgspec
 from litestar import Request
 
-from adapters.base import Adapter, AdapterError, ChatMessage, Event, Finished, GenerationParams, TextDelta, Usage
+from adapters.base import (
+    Adapter,
+    AdapterError,
+    ChatMessage,
+    Event,
+    Finished,
+    GenerationParams,
+    TextDelta,
+    Usage,
+)
 
 from . import __version__
 from .errors import ClientDisconnectedError, UnsupportedParameterError, from_adapter_error, to_gateway_error
@@ -170,7 +179,11 @@ async def collect(stream: ChunkStream) -> ChatCompletion:
     if usage is None:  # the adapter broke its contract: Usage is always its last event
         raise RuntimeError("generation ended without usage")
     choices = [
-        Choice(index=i, message=ChatCompletionMessage(content="".join(parts)), finish_reason=reasons.get(i, "stop"))
+        Choice(
+            index=i,
+            message=ChatCompletionMessage(content="".join(parts)),
+            finish_reason=reasons.get(i, "stop"),
+        )
         for i, parts in sorted(texts.items())
     ]
     return ChatCompletion(

@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO = "SmolLM2-135M-Instruct"
 SMALL_QUEUE = "smollm2-small-queue"
 """The demo model again, with room for one running and one waiting request, to test admission control."""
+SEQUENTIAL = "smollm2-sequential"
+"""The demo model on the one-at-a-time engine that NPU gets, with one waiting request allowed."""
 
 SERVER_CONFIG = f"""
 [[models]]
@@ -33,6 +35,12 @@ id = "{SMALL_QUEUE}"
 source = "demo"
 max_queue = 1
 scheduler = {{ max_num_seqs = 1, cache_size = 1 }}
+
+[[models]]
+id = "{SEQUENTIAL}"
+source = "demo"
+engine = "sequential"
+max_queue = 1
 """
 
 
@@ -46,7 +54,9 @@ def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout: 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"openarc exited with {process.returncode} during start-up:\n{log.read_text()[-4000:]}")
+            pytest.fail(
+                f"openarc exited with {process.returncode} during start-up:\n{log.read_text()[-4000:]}"
+            )
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return

@@ -26,7 +26,9 @@ def run(client: openai.OpenAI, stream: bool, **kwargs) -> dict:
             "usage": response.usage,
             "roles": [c.message.role for c in response.choices],
         }
-    chunks = list(client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kwargs))
+    chunks = list(
+        client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kwargs)
+    )
     assert len({c.id for c in chunks}) == 1, "every chunk carries the same id"
     assert all(c.object == "chat.completion.chunk" and c.model == DEMO for c in chunks)
     *content_chunks, usage_chunk = chunks
@@ -85,7 +87,9 @@ def test_stop_cuts_the_text_and_is_not_included(client, stream):
     # A stop string that starts mid-word and spans a word boundary, so it cannot line up with tokens.
     stop = words[5][1:] + " " + words[6][:2]
     assert stop in baseline
-    result = run(client, stream, messages=STORY, temperature=0, max_tokens=80, stop=[stop, "never-appears-xyz"])
+    result = run(
+        client, stream, messages=STORY, temperature=0, max_tokens=80, stop=[stop, "never-appears-xyz"]
+    )
     assert result["texts"] == [baseline[: baseline.index(stop)]]
     assert result["reasons"] == ["stop"]
     single = run(client, stream, messages=STORY, temperature=0, max_tokens=80, stop=stop)
@@ -140,8 +144,13 @@ def test_every_role_and_content_parts(client):
         {"role": "user", "content": [{"type": "text", "text": "Name a country in Europe."}]},
         {"role": "assistant", "content": "France."},
         {"role": "user", "content": "Its capital?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": "Paris"},
     ]
     response = client.chat.completions.create(model=DEMO, messages=messages, temperature=0, max_tokens=20)
@@ -169,7 +178,9 @@ def test_unknown_fields_are_ignored(client):
 
 
 async def test_async_client_both_modes(aclient):
-    response = await aclient.chat.completions.create(model=DEMO, messages=QUESTION, temperature=0, max_tokens=30)
+    response = await aclient.chat.completions.create(
+        model=DEMO, messages=QUESTION, temperature=0, max_tokens=30
+    )
     stream = await aclient.chat.completions.create(
         model=DEMO, messages=QUESTION, temperature=0, max_tokens=30, stream=True
     )

@@ -19,7 +19,9 @@ QUESTION = "What is the capital of France?"
 
 @pytest.fixture(scope="module")
 def langchain_llm(base_url):
-    return ChatOpenAI(base_url=base_url, model=DEMO, api_key="unused", temperature=0, max_tokens=30, max_retries=0)
+    return ChatOpenAI(
+        base_url=base_url, model=DEMO, api_key="unused", temperature=0, max_tokens=30, max_retries=0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,12 @@ def test_llamaindex_chat_and_stream_chat(llamaindex_llm):
 
 def test_raw_sse_reader(server_root):
     """Read the stream as Open WebUI does: plain `data:` lines separated by blank lines, then [DONE]."""
-    request = {"model": DEMO, "messages": [{"role": "user", "content": QUESTION}], "temperature": 0, "stream": True}
+    request = {
+        "model": DEMO,
+        "messages": [{"role": "user", "content": QUESTION}],
+        "temperature": 0,
+        "stream": True,
+    }
     with httpx.stream("POST", f"{server_root}/v1/chat/completions", json=request, timeout=60) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -67,7 +74,11 @@ def test_raw_sse_reader(server_root):
 def test_examples_run(base_url, script):
     env = {**os.environ, "OPENARC_BASE_URL": base_url}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / script)], env=env, capture_output=True, text=True, timeout=180
+        [sys.executable, str(ROOT / "examples" / script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.strip()]

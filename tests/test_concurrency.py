@@ -1,4 +1,4 @@
-"""Many requests at once on one engine: same answers as alone, disconnects free their slot, full queues say 429."""
+"""Many requests at once: same answers as alone, disconnects free their slot, full queues answer 429."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from conftest import DEMO, SMALL_QUEUE
+from conftest import DEMO, SEQUENTIAL, SMALL_QUEUE
 
 TOPICS = ["cats", "the moon", "a lighthouse", "bread", "rivers", "a robot", "winter", "chess"]
 LONG = {"max_tokens": 400, "ignore_eos": True, "temperature": 0}
@@ -40,20 +40,33 @@ async def test_concurrent_streams_match_sequential_answers(aclient):
     assert len(set(alone)) == len(TOPICS)
 
 
-def test_disconnected_stream_frees_its_slot(http, activity):
-    request = {"model": DEMO, "messages": [{"role": "user", "content": "Count forever."}], "stream": True, **LONG}
+@pytest.mark.parametrize("model", [DEMO, SEQUENTIAL])
+def test_disconnected_stream_frees_its_slot(http, activity, model):
+    request = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Count forever."}],
+        "stream": True,
+        **LONG,
+    }
     with http.stream("POST", "/v1/chat/completions", json=request) as response:
         lines = response.iter_lines()
         for _ in range(6):
             next(lines)
-        assert activity(DEMO)["running"] == 1
-    wait_for(lambda: activity(DEMO) == {"id": DEMO, "in_flight": 0, "running": 0}, what="the engine to go idle")
+        assert activity(model)["running"] == 1
+    wait_for(
+        lambda: activity(model) == {"id": model, "in_flight": 0, "running": 0}, what="the engine to go idle"
+    )
     after = http.post("/v1/chat/completions", json={**request, "stream": False, "max_tokens": 5})
     assert after.status_code == 200 and after.json()["usage"]["completion_tokens"] == 5
 
 
 def test_disconnected_non_streaming_request_is_cancelled(server_root, http, activity):
-    request = {"model": DEMO, "messages": [{"role": "user", "content": "Count forever."}], **LONG, "max_tokens": 4000}
+    request = {
+        "model": DEMO,
+        "messages": [{"role": "user", "content": "Count forever."}],
+        **LONG,
+        "max_tokens": 4000,
+    }
 
     def impatient_client() -> None:
         try:
@@ -69,9 +82,10 @@ def test_disconnected_non_streaming_request_is_cancelled(server_root, http, acti
     wait_for(lambda: activity(DEMO) == {"id": DEMO, "in_flight": 0, "running": 0}, what="cancellation")
 
 
-def test_full_queue_answers_429_with_retry_after(server_root, http, activity):
-    """SMALL_QUEUE runs 1 request and queues 1 more: a third concurrent request is refused at once."""
-    request = {"model": SMALL_QUEUE, "messages": [{"role": "user", "content": "Count."}], **LONG, "max_tokens": 60}
+@pytest.mark.parametrize("model", [SMALL_QUEUE, SEQUENTIAL])
+def test_full_queue_answers_429_with_retry_after(server_root, http, activity, model):
+    """Both models run 1 request and queue 1 more: a third concurrent request is refused at once."""
+    request = {"model": model, "messages": [{"role": "user", "content": "Count."}], **LONG, "max_tokens": 60}
     results: list[httpx.Response] = []
 
     def occupant() -> None:
@@ -80,7 +94,7 @@ def test_full_queue_answers_429_with_retry_after(server_root, http, activity):
     occupants = [threading.Thread(target=occupant) for _ in range(2)]
     for thread in occupants:
         thread.start()
-    wait_for(lambda: activity(SMALL_QUEUE)["in_flight"] == 2, what="two requests in flight")
+    wait_for(lambda: activity(model)["in_flight"] == 2, what="two requests in flight")
     refused = http.post("/v1/chat/completions", json={**request, "stream": True})
     assert refused.status_code == 429
     assert int(refused.headers["Retry-After"]) >= 1
@@ -90,3 +104,39 @@ def test_full_queue_answers_429_with_retry_after(server_root, http, activity):
     assert [r.status_code for r in results] == [200, 200]
     assert all(r.json()["usage"]["completion_tokens"] == 60 for r in results)
     assert http.post("/v1/chat/completions", json={**request, "max_tokens": 3}).status_code == 200
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_sequential_engine_answers_like_continuous_batching(client, stream):
+    story = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
+
+    def answer(model: str, **kwargs) -> tuple[str, str, int]:
+        if stream:
+            chunks = list(
+                client.chat.completions.create(
+                    model=model,
+                    messages=story,
+                    temperature=0,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    **kwargs,
+                )
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            reason = next(
+                c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+            )
+            return text, reason, chunks[-1].usage.completion_tokens
+        response = client.chat.completions.create(model=model, messages=story, temperature=0, **kwargs)
+        return (
+            response.choices[0].message.content,
+            response.choices[0].finish_reason,
+            response.usage.completion_tokens,
+        )
+
+    continuous = answer(DEMO, max_tokens=40)
+    assert answer(SEQUENTIAL, max_tokens=40) == continuous
+    assert continuous[1:] == ("length", 40)
+    stop = continuous[0].split()[4]
+    text, reason, _ = answer(SEQUENTIAL, max_tokens=40, stop=[stop])
+    assert (text, reason) == (continuous[0][: continuous[0].index(stop)], "stop")

@@ -31,26 +31,72 @@ BAD_REQUESTS = [
     ("temperature too high", request(temperature=2.5), 400, "invalid_request_error", None, "temperature"),
     ("top_p zero", request(top_p=0), 400, "invalid_request_error", None, "top_p"),
     ("n too large", request(n=100), 400, "invalid_request_error", None, "n"),
-    ("penalty out of range", request(presence_penalty=3), 400, "invalid_request_error", None, "presence_penalty"),
+    (
+        "penalty out of range",
+        request(presence_penalty=3),
+        400,
+        "invalid_request_error",
+        None,
+        "presence_penalty",
+    ),
     ("too many stops", request(stop=["a", "b", "c", "d", "e"]), 400, "invalid_request_error", None, "stop"),
     ("stream not bool", request(stream="yes"), 400, "invalid_request_error", None, "stream"),
-    ("unknown role", request(messages=[{"role": "wizard", "content": "x"}]), 400, "invalid_request_error", None,
-     "messages[0]"),
-    ("content not text", request(messages=[{"role": "user", "content": 5}]), 400, "invalid_request_error", None,
-     "messages[0].content"),
-    ("image part", request(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
-     400, "invalid_request_error", None, "messages[0].content[0]"),
+    (
+        "unknown role",
+        request(messages=[{"role": "wizard", "content": "x"}]),
+        400,
+        "invalid_request_error",
+        None,
+        "messages[0]",
+    ),
+    (
+        "content not text",
+        request(messages=[{"role": "user", "content": 5}]),
+        400,
+        "invalid_request_error",
+        None,
+        "messages[0].content",
+    ),
+    (
+        "image part",
+        request(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
+        400,
+        "invalid_request_error",
+        None,
+        "messages[0].content[0]",
+    ),
     ("logprobs", request(logprobs=True), 400, "invalid_request_error", "unsupported_parameter", "logprobs"),
-    ("unknown model", request(model="no-such-model"), 404, "invalid_request_error", "model_not_found", "model"),
-    ("completion too long", request(max_tokens=9000), 400, "invalid_request_error", "context_length_exceeded",
-     "messages"),
-    ("prompt too long", request(messages=[{"role": "user", "content": "hello " * 9000}]), 400, "invalid_request_error",
-     "context_length_exceeded", "messages"),
+    (
+        "unknown model",
+        request(model="no-such-model"),
+        404,
+        "invalid_request_error",
+        "model_not_found",
+        "model",
+    ),
+    (
+        "completion too long",
+        request(max_tokens=9000),
+        400,
+        "invalid_request_error",
+        "context_length_exceeded",
+        "messages",
+    ),
+    (
+        "prompt too long",
+        request(messages=[{"role": "user", "content": "hello " * 9000}]),
+        400,
+        "invalid_request_error",
+        "context_length_exceeded",
+        "messages",
+    ),
 ]
 
 
 @pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize(("name", "raw", "status", "type_", "code", "param"), BAD_REQUESTS, ids=[r[0] for r in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    ("name", "raw", "status", "type_", "code", "param"), BAD_REQUESTS, ids=[r[0] for r in BAD_REQUESTS]
+)
 def test_bad_request(http, name, raw, status, type_, code, param, stream):
     if isinstance(raw, dict):
         raw = json.dumps({"stream": stream, **raw}).encode()

@@ -7,10 +7,15 @@ from pathlib import Path
 import openvino_genai
 import pytest
 
-from adapters.text import IncrementalDetokenizer, StopMatcher
+from adapters.text import IncrementalDetokenizer, StopMatcher, detokenize_batch
 from gateway.sources import ensure_demo_model
 
-SAMPLES = ["héllo wörld", "日本語のテキスト", "emoji 🎉🚀 mixed ünïcödé", "plain ascii text, with punctuation!"]
+SAMPLES = [
+    "héllo wörld",
+    "日本語のテキスト",
+    "emoji 🎉🚀 mixed ünïcödé",
+    "plain ascii text, with punctuation!",
+]
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +77,27 @@ def test_stop_matcher_holds_back_only_possible_prefixes():
     assert matcher.feed("STO") == ""
     assert matcher.feed("P and more") == ""
     assert matcher.stopped
+
+
+def test_batch_detokenization_matches_one_by_one(tokenizer):
+    texts = [tokenizer.encode(t, add_special_tokens=False).input_ids.data[0].tolist() for t in SAMPLES]
+    singles = [IncrementalDetokenizer(tokenizer.decode) for _ in texts]
+    batched = [IncrementalDetokenizer(tokenizer.decode) for _ in texts]
+    out_single = [""] * len(texts)
+    out_batched = [""] * len(texts)
+    calls = []
+
+    def decode_batch(windows):
+        calls.append(len(windows))
+        return tokenizer.decode(windows)
+
+    for step in range(max(len(ids) for ids in texts)):
+        work = [(d, ids[step : step + 1]) for d, ids in zip(batched, texts, strict=True)]
+        for i, text in enumerate(detokenize_batch(work, decode_batch)):
+            out_batched[i] += text
+        for i, (d, ids) in enumerate(zip(singles, texts, strict=True)):
+            out_single[i] += d.push(ids[step : step + 1])
+    out_batched = [o + d.flush() for o, d in zip(out_batched, batched, strict=True)]
+    out_single = [o + d.flush() for o, d in zip(out_single, singles, strict=True)]
+    assert out_batched == out_single == SAMPLES
+    assert calls == [2 * len(texts)] * len(calls), "one decode call per step for every sequence"

@@ -1,0 +1,166 @@
+"""``python -m bench`` (or ``openarc bench``): OpenArc over HTTP vs the raw pipeline, measured in one run.
+
+Starts a real server on a free loopback port (or uses ``--base-url``), runs a concurrency sweep and a
+multi-turn round-robin workload through the streaming API, stops the server, then runs the same sweep
+on the raw ContinuousBatchingPipeline in this process, and prints one report with the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from gateway.config import ModelSpec, SchedulerSettings, ServerConfig
+from gateway.sources import resolve_source
+
+from .http_load import concurrency_level, idle_pings, multi_turn, stream_chat
+from .report import BenchRun, render
+from .stats import LevelResult
+
+logger = logging.getLogger("bench")
+TOPICS = [
+    "a lighthouse keeper",
+    "a lost robot",
+    "the first bakery on Mars",
+    "a chess prodigy",
+    "a river spirit",
+    "an old clockmaker",
+    "a city of glass",
+    "a dragon who hates gold",
+    "a desert caravan",
+    "a deep-sea diver",
+    "a forgotten library",
+    "a winter festival",
+    "a talking cat",
+    "a mountain railway",
+    "a pirate cook",
+    "a garden on the moon",
+]
+MODEL_ID = "bench"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    levels = [int(c) for c in args.levels.split(",")]
+    cache_dir = ServerConfig().cache_path
+    path = resolve_source(args.model, cache_dir)
+    scheduler = SchedulerSettings(max_num_seqs=max(max(levels), SchedulerSettings().max_num_seqs))
+    spec = ModelSpec(id=MODEL_ID, source=str(path), device=args.device, scheduler=scheduler)
+    properties = {"CACHE_DIR": str(cache_dir / "compiled")}
+    scheduler_dict = msgspec.structs.asdict(scheduler)
+
+    http_levels, pings, turns, idle = _run_http(args, spec, levels)
+    raw_levels: dict[int, LevelResult] = {}
+    if not args.no_raw:
+        from .raw import RawPipeline  # imported late: the server must not share the CPU with it
+
+        logger.info("raw pipeline in-process: loading %s", path)
+        raw = RawPipeline(path, args.device, properties, scheduler_dict)
+        for c in levels:
+            logger.info("raw pipeline: concurrency %d", c)
+            raw_levels[c] = raw.level(story_prompts(c), args.max_tokens)
+    run = BenchRun(
+        model=path,
+        device=args.device,
+        max_tokens=args.max_tokens,
+        turn_tokens=args.turn_tokens,
+        conversations=args.conversations,
+        http=http_levels,
+        pings=pings,
+        idle_pings=idle,
+        turns=turns,
+        raw=raw_levels,
+    )
+    report = render(run)
+    sys.stdout.write(report)
+    if args.markdown:
+        Path(args.markdown).write_text(report)
+    return 0
+
+
+def story_prompts(count: int) -> list[str]:  # noqa: N802 - reads as a table
+    return [f"Write a long story about {TOPICS[i % len(TOPICS)]}." for i in range(count)]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openarc bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="demo", help="model source (default: the demo model)")
+    parser.add_argument("--device", default="CPU")
+    parser.add_argument("--levels", default="1,2,4,8,16", help="concurrency levels")
+    parser.add_argument("--max-tokens", type=int, default=128, help="tokens generated per request")
+    parser.add_argument("--conversations", type=int, default=4, help="multi-turn: conversations")
+    parser.add_argument("--turns", type=int, default=8, help="multi-turn: turns per conversation")
+    parser.add_argument("--turn-tokens", type=int, default=48, help="multi-turn: tokens per reply")
+    parser.add_argument("--base-url", help="use a running server (root URL) serving --model-id instead")
+    parser.add_argument("--model-id", default=MODEL_ID, help="model id on --base-url")
+    parser.add_argument("--no-raw", action="store_true", help="skip the in-process raw pipeline")
+    parser.add_argument("--markdown", help="also write the report to this file")
+    return parser
+
+
+def _run_http(args, spec: ModelSpec, levels: list[int]):
+    if args.base_url:
+        return asyncio.run(_http_workloads(args.base_url.rstrip("/"), args.model_id, args, levels))
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "bench.json"
+        config.write_bytes(msgspec.json.encode(ServerConfig(models=[spec], log_level="warning")))
+        port = _free_port()
+        command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
+        server = subprocess.Popen(command)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_healthy(url, server)
+            return asyncio.run(_http_workloads(url, MODEL_ID, args, levels))
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+
+async def _http_workloads(url: str, model: str, args, levels: list[int]):
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        await stream_chat(client, model, [{"role": "user", "content": "Hello"}], 8)  # warm the path
+    idle = await idle_pings(url)
+    results: dict[int, LevelResult] = {}
+    pings: dict[int, list[float]] = {}
+    for c in levels:
+        logger.info("HTTP: concurrency %d", c)
+        results[c], pings[c] = await concurrency_level(url, model, story_prompts(c), args.max_tokens)
+    logger.info("HTTP: multi-turn, %d conversations x %d turns", args.conversations, args.turns)
+    turns = await multi_turn(url, model, args.conversations, args.turns, args.turn_tokens)
+    return results, pings, turns, idle
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"server exited with {server.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("server did not become healthy")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

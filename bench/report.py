@@ -1,0 +1,121 @@
+"""The benchmark report: one Markdown page with the tables and the ratios measured in the same run."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .http_load import summarize_pings
+from .stats import LevelResult, RequestTiming, percentile
+
+MS = 1000
+
+
+@dataclass
+class BenchRun:
+    """Everything one benchmark run measured."""
+
+    model: Path
+    device: str
+    max_tokens: int
+    turn_tokens: int
+    conversations: int
+    http: dict[int, LevelResult]
+    pings: dict[int, list[float]]
+    idle_pings: list[float]
+    turns: list[list[RequestTiming]]
+    raw: dict[int, LevelResult] = field(default_factory=dict)
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b and b == b else "n/a"
+
+
+def render(run: BenchRun) -> str:
+    """The whole report as Markdown."""
+    return "\n".join(_header(run) + _sweep(run) + _ratios(run) + _multi_turn(run)) + "\n"
+
+
+def _header(run: BenchRun) -> list[str]:
+    return [
+        "# OpenArc benchmark",
+        "",
+        f"- command: `{' '.join(['python -m bench', *sys.argv[1:]])}`",
+        f"- model: `{run.model.name}` on {run.device}; {run.max_tokens} tokens a request, greedy, ignore_eos",
+        f"- machine: {platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}",
+        "- HTTP: a real `openarc serve` on 127.0.0.1, streaming API, client in another process;"
+        " raw: ContinuousBatchingPipeline in-process, same file, device and scheduler settings",
+        "",
+    ]
+
+
+def _sweep(run: BenchRun) -> list[str]:
+    lines = [
+        "## Concurrency sweep",
+        "",
+        "| C | HTTP tok/s | raw tok/s | HTTP/raw | req/s | TTFT p50 ms | TTFT p95 ms"
+        " | ITL p50 ms | ITL p95 ms | /health p95 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c, level in run.http.items():
+        raw = run.raw.get(c)
+        raw_columns = f"{raw.tokens_per_second:.1f} | {ratio(level.tokens_per_second, raw.tokens_per_second)}"
+        lines.append(
+            f"| {c} | {level.tokens_per_second:.1f} | {raw_columns if raw else '- | -'}"
+            f" | {level.requests_per_second:.2f} | {level.ttft(50) * MS:.0f} | {level.ttft(95) * MS:.0f}"
+            f" | {level.itl(50) * MS:.1f} | {level.itl(95) * MS:.1f}"
+            f" | {percentile(run.pings[c], 95) * MS:.1f} |"
+        )
+    return [*lines, ""]
+
+
+def _ratios(run: BenchRun) -> list[str]:
+    first = min(run.http)
+    busy = 8 if 8 in run.http else max(run.http)
+    http_first, http_busy = run.http[first], run.http[busy]
+    lines = [
+        "## Ratios measured in this run",
+        "",
+        f"- HTTP aggregate tok/s, C={busy} vs C={first}: "
+        f"{ratio(http_busy.tokens_per_second, http_first.tokens_per_second)}",
+    ]
+    if run.raw:
+        raw_first, raw_busy = run.raw[first], run.raw[busy]
+        lines += [
+            f"- raw pipeline aggregate tok/s, C={busy} vs C={first}: "
+            f"{ratio(raw_busy.tokens_per_second, raw_first.tokens_per_second)}",
+            f"- HTTP vs raw, aggregate tok/s at C={busy}: "
+            f"{ratio(http_busy.tokens_per_second, raw_busy.tokens_per_second)}",
+            f"- single-stream decode (tokens after the first), HTTP vs raw at C={first}: "
+            f"{http_first.decode_rate:.1f} vs {raw_first.decode_rate:.1f} tok/s = "
+            f"{ratio(http_first.decode_rate, raw_first.decode_rate)}",
+        ]
+    lines += [
+        f"- /health latency idle: {summarize_pings(run.idle_pings)}",
+        f"- /health latency during C={busy}: {summarize_pings(run.pings[busy])}",
+        "",
+    ]
+    return lines
+
+
+def _multi_turn(run: BenchRun) -> list[str]:
+    lines = [
+        f"## Multi-turn round robin ({run.conversations} conversations, {run.turn_tokens}-token replies)",
+        "",
+        "Each turn resends the whole history plus a new user message; conversations take turns.",
+        "",
+        "| turn | prompt tokens (median) | cached tokens (median) | TTFT p50 ms | TTFT max ms |",
+        "|---|---|---|---|---|",
+    ]
+    for number, timings in enumerate(run.turns, 1):
+        prompt = percentile([t.prompt_tokens for t in timings], 50)
+        cached = percentile([t.cached_tokens for t in timings], 50)
+        ttft = percentile([t.ttft for t in timings], 50)
+        worst = max(t.ttft for t in timings)
+        lines.append(f"| {number} | {prompt:.0f} | {cached:.0f} | {ttft * MS:.0f} | {worst * MS:.0f} |")
+    first = percentile([t.ttft for t in run.turns[0]], 50)
+    last = percentile([t.ttft for t in run.turns[-1]], 50)
+    return [*lines, "", f"- TTFT turn {len(run.turns)} vs turn 1: {ratio(last, first)}"]
