@@ -79,7 +79,8 @@ class Usage:
 
     prompt_tokens: int
     completion_tokens: int
-    cached_tokens: int = 0
+    cached_tokens: int | None = None
+    """Prompt tokens served from the prefix cache; ``None`` when the backend cannot tell."""
 
     @property
     def total_tokens(self) -> int:

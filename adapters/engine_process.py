@@ -88,12 +88,11 @@ class EngineProcess:
         self._in_flight = 0
         self._running = 0
         self._ids = itertools.count(1)
-        self._requests: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
+        self._requests: dict[int, asyncio.Queue[list[Event] | AdapterError]] = {}
         self._send_lock = threading.Lock()
         self._closing = False
         self._alive = True
-        self._reader = threading.Thread(target=self._read_loop, name=f"engine-reader-{name}", daemon=True)
-        self._reader.start()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def in_flight(self) -> int:
@@ -111,9 +110,10 @@ class EngineProcess:
             raise GenerationFailedError("the engine process is not running")
         if self._in_flight >= self._max_in_flight:
             raise EngineOverloadedError(retry_after=1)
+        self._watch_pipe()
         request_id = next(self._ids)
         events: asyncio.Queue[list[Event] | AdapterError] = asyncio.Queue()
-        self._requests[request_id] = (asyncio.get_running_loop(), events)
+        self._requests[request_id] = events
         self._in_flight += 1
         finished = False
         try:
@@ -133,8 +133,10 @@ class EngineProcess:
                 self._send(("cancel", request_id))
 
     def close(self) -> None:
-        """Stop the engine process (blocking)."""
+        """Stop the engine process (blocking; call it from a worker thread or after the loop stopped)."""
         self._closing = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._loop.remove_reader, self._conn.fileno())
         if self._alive:
             try:
                 self._send(("close",))
@@ -150,32 +152,38 @@ class EngineProcess:
         with self._send_lock:
             self._conn.send(message)
 
-    def _read_loop(self) -> None:
-        while True:
-            try:
+    def _watch_pipe(self) -> None:
+        """Read the engine's messages on the event loop itself, woken by the pipe becoming readable.
+
+        The loop is the server's, known only once the first request runs. Reading here rather than on
+        a reader thread saves a thread hand-off and a GIL switch on every engine step.
+        """
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(self._conn.fileno(), self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            while self._conn.poll(0):
                 _, outcomes, running = self._conn.recv()
-            except (EOFError, OSError):
-                break
-            self._running = running
-            for request_id, outcome in outcomes.items():
-                self._deliver(request_id, _outcome_from_wire(outcome))
+                self._running = running
+                for request_id, outcome in outcomes.items():
+                    queue = self._requests.get(request_id)
+                    if queue is not None:  # else the consumer already left and the engine was told
+                        queue.put_nowait(_outcome_from_wire(outcome))
+        except (EOFError, OSError):
+            self._engine_gone()
+
+    def _engine_gone(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self._conn.fileno())
         self._alive = False
         self._running = 0
         if not self._closing:
             code = self._process.exitcode
             logger.error("the engine process of %s exited unexpectedly (exit code %s)", self._name, code)
-        for request_id in list(self._requests):
-            self._deliver(request_id, GenerationFailedError("the engine process exited"))
-
-    def _deliver(self, request_id: int, outcome: list[Event] | AdapterError) -> None:
-        entry = self._requests.get(request_id)
-        if entry is None:  # the consumer already left; the engine is told to cancel
-            return
-        loop, queue = entry
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, outcome)
-        except RuntimeError:  # the event loop is closed: the server is shutting down
-            pass
+        for queue in self._requests.values():
+            queue.put_nowait(GenerationFailedError("the engine process exited"))
 
 
 # --- the engine process ---

@@ -25,6 +25,7 @@ from .base import (
     Usage,
 )
 from .openvino_pipeline import encode_chat, generation_config
+from .prefix_cache import PrefixCacheTracker
 from .text import IncrementalDetokenizer, StopMatcher, detokenize_batch
 
 logger = logging.getLogger(__name__)
@@ -82,10 +83,14 @@ class EngineRequest:
     prompt_ids: Any
     prompt_tokens: int
     sequences: list[TextSequence]
+    cached_tokens: int | None = None
 
     @property
     def usage(self) -> Usage:
-        return Usage(self.prompt_tokens, sum(s.generated for s in self.sequences))
+        return Usage(self.prompt_tokens, sum(s.generated for s in self.sequences), self.cached_tokens)
+
+    def prompt_list(self) -> list[int]:
+        return self.prompt_ids.data[0].tolist()
 
 
 class Engine:
@@ -132,9 +137,12 @@ class Engine:
 class ContinuousBatchingEngine(Engine):
     """Serves many requests at once, stepping them together."""
 
-    def __init__(self, pipeline: Any, context_length: int | None):
+    def __init__(
+        self, pipeline: Any, context_length: int | None, prefix_cache: PrefixCacheTracker | None = None
+    ):
         super().__init__(pipeline, context_length)
         self.active: dict[int, EngineRequest] = {}
+        self.prefix_cache = prefix_cache
         self._handle_ids = itertools.count(1)
 
     @property
@@ -149,6 +157,8 @@ class ContinuousBatchingEngine(Engine):
         """Start a request; any failure (too long, bad template, engine refusal) fails only this request."""
         try:
             request = self.new_request(request_id, params)
+            if self.prefix_cache is not None:
+                request.cached_tokens = self.prefix_cache.cached_tokens(request.prompt_list())
             for seq in request.sequences:
                 seq.handle = self.pipeline.add_request(next(self._handle_ids), request.prompt_ids, seq.config)
         except AdapterError as exc:
@@ -165,6 +175,7 @@ class ContinuousBatchingEngine(Engine):
         request = self.active.pop(request_id, None)
         if request is not None:
             _cancel_handles(request)
+            self._remember(request)
 
     def step(self) -> None:
         """Advance every running request by one step and collect what it produced."""
@@ -199,12 +210,21 @@ class ContinuousBatchingEngine(Engine):
             if all(seq.done for seq in request.sequences):
                 request_events.append(request.usage)
                 del self.active[request_id]
+                self._remember(request)
             if request_events:
                 self.emit(request_id, request_events)
 
     def close(self) -> None:
         for request_id in list(self.active):
             self.cancel(request_id)
+
+    def _remember(self, request: EngineRequest) -> None:
+        """Record what the KV cache now holds for this request: its prompt and each choice's tokens."""
+        if self.prefix_cache is None or not any(seq.generated for seq in request.sequences):
+            return  # nothing generated: the prompt may never have been computed
+        prompt = request.prompt_list()
+        for seq in request.sequences:
+            self.prefix_cache.record(prompt + seq.detokenizer.token_ids)
 
 
 def _read(seq: TextSequence) -> tuple[list[int], bool]:

@@ -12,10 +12,13 @@ import openvino_genai as ov_genai
 from .base import ChatMessage, GenerationParams, InvalidConversationError, ModelLoadError, first_line
 from .model_files import detect_format
 from .openvino_genai import PipelineSpec
+from .prefix_cache import PrefixCacheTracker
 
 logger = logging.getLogger(__name__)
 
 _VIRTUAL_DEVICES = {"AUTO", "HETERO", "MULTI", "BATCH"}
+# openvino-genai's KV-cache block sizes (tokens per block) by device.
+_KV_BLOCK_SIZES = {"CPU": 32, "GPU": 16}
 
 
 def build_engine(spec: PipelineSpec) -> Any:
@@ -35,9 +38,13 @@ def build_engine(spec: PipelineSpec) -> Any:
             )
     except RuntimeError as exc:
         raise ModelLoadError(f"could not load {spec.path} on {spec.device}: {first_line(exc)}") from exc
-    engine_class = SequentialEngine if spec.sequential else ContinuousBatchingEngine
-    engine = engine_class(pipeline, spec.context_length)
     warm_up(pipeline, sequential=spec.sequential)
+    if spec.sequential:
+        engine = SequentialEngine(pipeline, spec.context_length)
+    else:
+        engine = ContinuousBatchingEngine(
+            pipeline, spec.context_length, _prefix_cache_tracker(pipeline, spec)
+        )
     logger.info(
         "loaded %s (%s) on %s with the %s engine in %.1f s",
         spec.model_id,
@@ -47,6 +54,19 @@ def build_engine(spec: PipelineSpec) -> Any:
         time.monotonic() - started,
     )
     return engine
+
+
+def _prefix_cache_tracker(pipeline: Any, spec: PipelineSpec) -> PrefixCacheTracker | None:
+    """A tracker sized like the engine's KV cache, or ``None`` where its block layout is unknown.
+
+    The cache's size in blocks is read from the warm-up: it used exactly one block, and the pipeline
+    reports usage in percent of all blocks.
+    """
+    block_size = _KV_BLOCK_SIZES.get(spec.device.split(".")[0].upper())
+    one_block_percent = pipeline.get_metrics().max_cache_usage
+    if not spec.scheduler.get("enable_prefix_caching", False) or block_size is None or one_block_percent <= 0:
+        return None
+    return PrefixCacheTracker(block_size, round(100 / one_block_percent))
 
 
 def check_device(device: str) -> None:
@@ -114,10 +134,12 @@ def warm_up(pipeline: Any, sequential: bool = False) -> None:
     """Run one tiny generation so the first client request does not pay for kernel compilation."""
     config = ov_genai.GenerationConfig()
     config.max_new_tokens = 2
+    # A few tokens and no chat template: the warm-up must fit in one KV block (see _prefix_cache_tracker).
+    ids = pipeline.get_tokenizer().encode("Hello", add_special_tokens=False).input_ids
     if sequential:
-        pipeline.generate("Hi", config)
+        pipeline.generate(ids, config)
         return
-    handle = pipeline.add_request(0, "Hi", config)
+    handle = pipeline.add_request(0, ids, config)
     while handle.get_status() == ov_genai.GenerationStatus.RUNNING:
         pipeline.step()
     handle.read_all()

@@ -28,6 +28,11 @@ class IncrementalDetokenizer:
         self._prefix = 0
         self._read = 0
 
+    @property
+    def token_ids(self) -> list[int]:
+        """Every token id pushed so far."""
+        return list(self._tokens)
+
     def push(self, token_ids: Sequence[int]) -> str:
         """Add new token ids and return the text they complete (possibly empty)."""
         self.extend(token_ids)

@@ -23,9 +23,9 @@ import msgspec
 from gateway.config import ModelSpec, SchedulerSettings, ServerConfig
 from gateway.sources import resolve_source
 
-from .http_load import concurrency_level, idle_pings, multi_turn, stream_chat
+from .http_load import concurrency_level, idle_pings, multi_turn, repeated_prompt, stream_chat
 from .report import BenchRun, render
-from .stats import LevelResult
+from .stats import LevelResult, median_run
 
 logger = logging.getLogger("bench")
 TOPICS = [
@@ -56,12 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.levels.split(",")]
     cache_dir = ServerConfig().cache_path
     path = resolve_source(args.model, cache_dir)
-    scheduler = SchedulerSettings(max_num_seqs=max(max(levels), SchedulerSettings().max_num_seqs))
+    scheduler = SchedulerSettings(
+        max_num_seqs=max(max(levels), SchedulerSettings().max_num_seqs),
+        enable_prefix_caching=not args.no_prefix_caching,
+    )
     spec = ModelSpec(id=MODEL_ID, source=str(path), device=args.device, scheduler=scheduler)
     properties = {"CACHE_DIR": str(cache_dir / "compiled")}
     scheduler_dict = msgspec.structs.asdict(scheduler)
 
-    http_levels, pings, turns, idle = _run_http(args, spec, levels)
+    http_levels, pings, turns, repeated, idle = _run_http(args, spec, levels)
     raw_levels: dict[int, LevelResult] = {}
     if not args.no_raw:
         from .raw import RawPipeline  # imported late: the server must not share the CPU with it
@@ -70,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         raw = RawPipeline(path, args.device, properties, scheduler_dict)
         for c in levels:
             logger.info("raw pipeline: concurrency %d", c)
-            raw_levels[c] = raw.level(story_prompts(c), args.max_tokens)
+            raw_levels[c] = median_run(
+                [raw.level(story_prompts(c), args.max_tokens) for _ in range(args.repeats)]
+            )
     run = BenchRun(
         model=path,
         device=args.device,
@@ -81,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         pings=pings,
         idle_pings=idle,
         turns=turns,
+        repeated=repeated,
         raw=raw_levels,
     )
     report = render(run)
@@ -100,12 +106,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="CPU")
     parser.add_argument("--levels", default="1,2,4,8,16", help="concurrency levels")
     parser.add_argument("--max-tokens", type=int, default=128, help="tokens generated per request")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per level; the median-throughput run counts"
+    )
     parser.add_argument("--conversations", type=int, default=4, help="multi-turn: conversations")
     parser.add_argument("--turns", type=int, default=8, help="multi-turn: turns per conversation")
     parser.add_argument("--turn-tokens", type=int, default=48, help="multi-turn: tokens per reply")
     parser.add_argument("--base-url", help="use a running server (root URL) serving --model-id instead")
     parser.add_argument("--model-id", default=MODEL_ID, help="model id on --base-url")
     parser.add_argument("--no-raw", action="store_true", help="skip the in-process raw pipeline")
+    parser.add_argument("--no-prefix-caching", action="store_true", help="serve with prefix caching off")
     parser.add_argument("--markdown", help="also write the report to this file")
     return parser
 
@@ -136,10 +146,16 @@ async def _http_workloads(url: str, model: str, args, levels: list[int]):
     pings: dict[int, list[float]] = {}
     for c in levels:
         logger.info("HTTP: concurrency %d", c)
-        results[c], pings[c] = await concurrency_level(url, model, story_prompts(c), args.max_tokens)
+        runs = [
+            await concurrency_level(url, model, story_prompts(c), args.max_tokens)
+            for _ in range(args.repeats)
+        ]
+        results[c] = median_run([level for level, _ in runs])
+        pings[c] = [ping for _, run_pings in runs for ping in run_pings]
     logger.info("HTTP: multi-turn, %d conversations x %d turns", args.conversations, args.turns)
     turns = await multi_turn(url, model, args.conversations, args.turns, args.turn_tokens)
-    return results, pings, turns, idle
+    repeated = await repeated_prompt(url, model)
+    return results, pings, turns, repeated, idle
 
 
 def _free_port() -> int:

@@ -105,6 +105,14 @@ async def multi_turn(
     return per_turn
 
 
+async def repeated_prompt(base_url: str, model: str, repeat: int = 3) -> list[RequestTiming]:
+    """One long, never-seen prompt sent several times: the first pays for prefill, the rest hit the cache."""
+    facts = " ".join(f"Record {i}: crate {i * 11} is stored in hall {i % 9}." for i in range(150))
+    messages = [{"role": "user", "content": f"Run {time.time_ns()}. {facts} Where is crate 22?"}]
+    async with httpx.AsyncClient(base_url=base_url, timeout=600) as client:
+        return [(await stream_chat(client, model, messages, 8))[1] for _ in range(repeat)]
+
+
 async def idle_pings(base_url: str, count: int = 20) -> list[float]:
     """/health latency with nothing else running: the baseline for the under-load pings."""
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:

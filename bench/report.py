@@ -27,6 +27,7 @@ class BenchRun:
     pings: dict[int, list[float]]
     idle_pings: list[float]
     turns: list[list[RequestTiming]]
+    repeated: list[RequestTiming]
     raw: dict[int, LevelResult] = field(default_factory=dict)
 
 
@@ -44,7 +45,8 @@ def _header(run: BenchRun) -> list[str]:
         "# OpenArc benchmark",
         "",
         f"- command: `{' '.join(['python -m bench', *sys.argv[1:]])}`",
-        f"- model: `{run.model.name}` on {run.device}; {run.max_tokens} tokens a request, greedy, ignore_eos",
+        f"- model: `{run.model.name}` on {run.device}; {run.max_tokens} tokens a request, greedy, ignore_eos;"
+        " each level is run several times and the run with the median throughput is shown",
         f"- machine: {platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}",
         "- HTTP: a real `openarc serve` on 127.0.0.1, streaming API, client in another process;"
         " raw: ContinuousBatchingPipeline in-process, same file, device and scheduler settings",
@@ -118,4 +120,15 @@ def _multi_turn(run: BenchRun) -> list[str]:
         lines.append(f"| {number} | {prompt:.0f} | {cached:.0f} | {ttft * MS:.0f} | {worst * MS:.0f} |")
     first = percentile([t.ttft for t in run.turns[0]], 50)
     last = percentile([t.ttft for t in run.turns[-1]], 50)
-    return [*lines, "", f"- TTFT turn {len(run.turns)} vs turn 1: {ratio(last, first)}"]
+    lines += ["", f"- TTFT turn {len(run.turns)} vs turn 1: {ratio(last, first)}", ""]
+    lines += [
+        "## One long prompt sent again",
+        "",
+        "| send | prompt tokens | cached tokens | TTFT ms |",
+        "|---|---|---|---|",
+    ]
+    for number, timing in enumerate(run.repeated, 1):
+        lines.append(
+            f"| {number} | {timing.prompt_tokens} | {timing.cached_tokens} | {timing.ttft * MS:.0f} |"
+        )
+    return lines

@@ -63,3 +63,8 @@ class LevelResult:
     @property
     def decode_rate(self) -> float:
         return percentile([r.decode_rate for r in self.requests], 50)
+
+
+def median_run(runs: list[LevelResult]) -> LevelResult:
+    """The run with the median aggregate throughput: one noisy run does not decide a ratio."""
+    return sorted(runs, key=lambda run: run.tokens_per_second)[len(runs) // 2]

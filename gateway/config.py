@@ -57,6 +57,9 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     """``continuous`` batches many requests; ``sequential`` runs one at a time (for devices that cannot
     batch); ``auto`` picks sequential for NPU and continuous batching elsewhere."""
     max_queue: Annotated[int, Meta(ge=0)] = 64
+    request_timeout: Annotated[float, Meta(gt=0)] | None = 600.0
+    """Seconds a request may take, queueing included; then its generation stops and the client gets
+    408 (or, mid-stream, an error event). ``None`` disables the limit."""
     """Requests allowed to wait beyond ``scheduler.max_num_seqs``; past that, clients get 429."""
 
 

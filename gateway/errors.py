@@ -79,6 +79,12 @@ class MethodNotAllowedError(GatewayError):
     code = "method_not_allowed"
 
 
+class RequestTimeoutError(GatewayError):
+    status_code = 408
+    type = "timeout_error"
+    code = "request_timeout"
+
+
 class PayloadTooLargeError(GatewayError):
     status_code = 413
     type = "invalid_request_error"

@@ -60,6 +60,10 @@ class ModelRegistry:
         except KeyError:
             raise ModelNotFoundError(model_id) from None
 
+    def request_timeout(self, model_id: str) -> float | None:
+        """Seconds a request to ``model_id`` may take (``None``: no limit)."""
+        return next(spec.request_timeout for spec in self._config.models if spec.id == model_id)
+
     def models(self) -> list[ModelInfo]:
         """Every model being served, in configuration order."""
         return [adapter.info for adapter in self._adapters.values()]

@@ -23,13 +23,14 @@ async def create_chat_completion(
     # that names the field, where Litestar's lenient decoding would coerce "8" to 8.
     chat = decode_chat_request(await request.body())
     adapter = registry.get(chat.model)
+    timeout = registry.request_timeout(chat.model)
     if chat.stream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-        stream = await open_chunks(adapter, chat, include_usage)
+        stream = await open_chunks(adapter, chat, include_usage, timeout)
         return Stream(sse(stream), media_type="text/event-stream", headers=_SSE_HEADERS)
 
     async def complete() -> ChatCompletion:
-        return await collect(await open_chunks(adapter, chat, include_usage=True))
+        return await collect(await open_chunks(adapter, chat, include_usage=True, timeout=timeout))
 
     return Response(await unless_disconnected(request, complete()))
 

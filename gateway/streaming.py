@@ -32,7 +32,13 @@ from adapters.base import (
 )
 
 from . import __version__
-from .errors import ClientDisconnectedError, UnsupportedParameterError, from_adapter_error, to_gateway_error
+from .errors import (
+    ClientDisconnectedError,
+    RequestTimeoutError,
+    UnsupportedParameterError,
+    from_adapter_error,
+    to_gateway_error,
+)
 from .schemas import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -95,12 +101,19 @@ class ChunkStream:
     model: str
 
 
-async def open_chunks(adapter: Adapter, request: ChatCompletionRequest, include_usage: bool) -> ChunkStream:
-    """Start generating and wait for the first event; raise a ``GatewayError`` if generation cannot start."""
+async def open_chunks(
+    adapter: Adapter, request: ChatCompletionRequest, include_usage: bool, timeout: float | None
+) -> ChunkStream:
+    """Start generating and wait for the first event; raise a ``GatewayError`` if generation cannot start.
+
+    ``timeout`` bounds the whole request, queueing included; past it, generation stops and the client
+    gets ``RequestTimeoutError`` (as a status before the first byte, as an error event after it).
+    """
     params = to_params(request)
+    deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
     events = adapter.stream(params)
     try:
-        first = await anext(events)
+        first = await _next_before(events, deadline)
     except AdapterError as exc:
         await events.aclose()
         raise from_adapter_error(exc) from exc
@@ -109,13 +122,25 @@ async def open_chunks(adapter: Adapter, request: ChatCompletionRequest, include_
         raise
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    chunks = _chunks(first, events, completion_id, created, adapter.info.id, params.n, include_usage)
+    chunks = _chunks(
+        first, events, deadline, completion_id, created, adapter.info.id, params.n, include_usage
+    )
     return ChunkStream(chunks, completion_id, created, adapter.info.id)
 
 
+async def _next_before(events: AsyncIterator[Event], deadline: float | None) -> Event | None:
+    """The next event, ``None`` at the end; ``RequestTimeoutError`` once ``deadline`` (loop time) passes."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await anext(events, None)
+    except TimeoutError:
+        raise RequestTimeoutError("The request took longer than this model's request_timeout.") from None
+
+
 async def _chunks(
-    first: Event,
+    first: Event | None,
     events: AsyncIterator[Event],
+    deadline: float | None,
     completion_id: str,
     created: int,
     model: str,
@@ -150,7 +175,7 @@ async def _chunks(
                     final.usage = _usage(event)
                     yield final
                 return
-            event = await anext(events, None)
+            event = await _next_before(events, deadline)
 
 
 def _usage(usage: Usage) -> CompletionUsage:
@@ -158,7 +183,11 @@ def _usage(usage: Usage) -> CompletionUsage:
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         total_tokens=usage.total_tokens,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens),
+        prompt_tokens_details=(
+            msgspec.UNSET
+            if usage.cached_tokens is None
+            else PromptTokensDetails(cached_tokens=usage.cached_tokens)
+        ),
     )
 
 

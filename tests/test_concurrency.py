@@ -85,7 +85,7 @@ def test_disconnected_non_streaming_request_is_cancelled(server_root, http, acti
 @pytest.mark.parametrize("model", [SMALL_QUEUE, SEQUENTIAL])
 def test_full_queue_answers_429_with_retry_after(server_root, http, activity, model):
     """Both models run 1 request and queue 1 more: a third concurrent request is refused at once."""
-    request = {"model": model, "messages": [{"role": "user", "content": "Count."}], **LONG, "max_tokens": 60}
+    request = {"model": model, "messages": [{"role": "user", "content": "Count."}], **LONG, "max_tokens": 30}
     results: list[httpx.Response] = []
 
     def occupant() -> None:
@@ -102,7 +102,7 @@ def test_full_queue_answers_429_with_retry_after(server_root, http, activity, mo
     for thread in occupants:
         thread.join()
     assert [r.status_code for r in results] == [200, 200]
-    assert all(r.json()["usage"]["completion_tokens"] == 60 for r in results)
+    assert all(r.json()["usage"]["completion_tokens"] == 30 for r in results)
     assert http.post("/v1/chat/completions", json={**request, "max_tokens": 3}).status_code == 200
 
 
@@ -140,3 +140,25 @@ def test_sequential_engine_answers_like_continuous_batching(client, stream):
     stop = continuous[0].split()[4]
     text, reason, _ = answer(SEQUENTIAL, max_tokens=40, stop=[stop])
     assert (text, reason) == (continuous[0][: continuous[0].index(stop)], "stop")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_request_timeout_stops_generation(http, activity, stream):
+    """SMALL_QUEUE allows SMALL_QUEUE_TIMEOUT seconds per request; 3000 tokens take far longer."""
+    request = {
+        "model": SMALL_QUEUE,
+        "messages": [{"role": "user", "content": "Count."}],
+        **LONG,
+        "max_tokens": 3000,
+    }
+    response = http.post("/v1/chat/completions", json={**request, "stream": stream})
+    if stream:
+        assert response.status_code == 200
+        events = response.text.split("\n\n")
+        assert events[-2:] == ["data: [DONE]", ""]
+        assert '"code":"request_timeout"' in events[-3]
+        assert '"content"' in events[1], "tokens were streamed before the timeout"
+    else:
+        assert response.status_code == 408
+        assert response.json()["error"]["code"] == "request_timeout"
+    wait_for(lambda: activity(SMALL_QUEUE)["running"] == 0, what="the timed-out generation to stop")
