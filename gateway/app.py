@@ -10,6 +10,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from .admin import admin_router
 from .config import ServerConfig
 from .errors import error_response
 from .registry import ModelRegistry
@@ -25,6 +26,7 @@ def create_app(config: ServerConfig, registry: ModelRegistry | None = None) -> L
         if registry is None:
             await asyncio.to_thread(owned.load_all)
         app.state.registry = owned
+        app.state.config = config
         try:
             yield
         finally:
@@ -34,7 +36,7 @@ def create_app(config: ServerConfig, registry: ModelRegistry | None = None) -> L
         return state.registry
 
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*ROUTES, admin_router],
         lifespan=[lifespan],
         dependencies={"registry": Provide(provide_registry, sync_to_thread=False)},
         exception_handlers={Exception: error_response},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serve.add_argument("--cache-dir", help="model and compiled-blob cache (default ~/.cache/openarc)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    serve.set_defaults(run=_serve)
+    serve.add_argument("--admin-key", help="require this bearer key on /admin (default: $OPENARC_ADMIN_KEY)")
+    serve.set_defaults(run=_serve, admin_key=os.environ.get("OPENARC_ADMIN_KEY"))
     return parser
 
 
@@ -60,7 +62,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     config = load_config(args.config)
     overrides = {
         name: getattr(args, name)
-        for name in ("host", "port", "cache_dir", "log_level")
+        for name in ("host", "port", "cache_dir", "log_level", "admin_key")
         if getattr(args, name) is not None
     }
     models = list(config.models) + [_model_spec(entry, args.device or "CPU") for entry in args.model]
@@ -91,6 +93,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     registry = ModelRegistry(config)
     registry.load_all()  # before binding the port: a bad model is a one-line error, not a traceback
+    if config.admin_key is None and config.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("/admin is open to anyone who can reach %s: set --admin-key", config.host)
     logger.info(
         "serving %s on http://%s:%d/v1", ", ".join(m.id for m in registry.models()), config.host, config.port
     )

@@ -78,6 +78,8 @@ class ServerConfig(Struct, forbid_unknown_fields=True, kw_only=True):
     """Largest accepted request body; bigger bodies get 413."""
     log_level: str = "info"
     """Logging level for OpenArc and the HTTP server."""
+    admin_key: str | None = None
+    """When set, ``/admin`` endpoints require ``Authorization: Bearer <admin_key>``."""
 
     @property
     def cache_path(self) -> Path:

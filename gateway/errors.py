@@ -73,6 +73,30 @@ class ModelNotFoundError(NotFoundError):
         super().__init__(f"The model '{model}' does not exist", param="model")
 
 
+class ModelNotReadyError(GatewayError):
+    status_code = 503
+    type = "server_error"
+    code = "model_not_ready"
+
+    def __init__(self, model: str, state: str, reason: str | None = None):
+        if state == "loading":
+            super().__init__(f"The model '{model}' is loading; retry shortly.", "model", {"Retry-After": "5"})
+        else:
+            super().__init__(f"The model '{model}' failed to load: {reason}", "model")
+
+
+class ConflictError(GatewayError):
+    status_code = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class AuthenticationError(GatewayError):
+    status_code = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
 class MethodNotAllowedError(GatewayError):
     status_code = 405
     type = "invalid_request_error"
@@ -167,6 +191,7 @@ def to_gateway_error(exc: BaseException) -> GatewayError:
 
 
 _HTTP_STATUS_ERRORS: dict[int, type[GatewayError]] = {
+    401: AuthenticationError,
     404: NotFoundError,
     405: MethodNotAllowedError,
     413: PayloadTooLargeError,

@@ -1,24 +1,32 @@
-"""ModelRegistry: which models are served, by which adapter; unknown ids are a 404, never a fallback."""
+"""ModelRegistry: which models exist, in which state, served by which adapter.
+
+A model is ``loading``, ``ready`` or ``failed`` (with its reason). Clients see only ready models; a
+request to a loading model gets 503 with ``Retry-After``, an unknown id a 404, never a fallback.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
-from adapters.base import Adapter, ModelInfo, ModelLoadError
+from adapters.base import Adapter, AdapterError, ModelInfo
 
 from .config import ConfigError, ModelSpec, ServerConfig
-from .errors import ModelNotFoundError
+from .errors import ConflictError, ModelNotFoundError, ModelNotReadyError
 from .sources import resolve_source
 
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[ModelSpec, Path, Path], Adapter]
 """Builds an adapter for a spec, given the model's local path and the cache folder (blocking)."""
+
+ModelState = Literal["loading", "ready", "failed"]
 
 
 def load_openvino_genai(spec: ModelSpec, path: Path, cache_dir: Path) -> Adapter:
@@ -36,39 +44,96 @@ def load_openvino_genai(spec: ModelSpec, path: Path, cache_dir: Path) -> Adapter
     return OpenVINOGenAIAdapter.load(pipeline, spec.max_queue, logging.getLogger().getEffectiveLevel())
 
 
+@dataclass
+class ModelEntry:
+    """One model the registry knows, whatever its state."""
+
+    spec: ModelSpec
+    state: ModelState
+    adapter: Adapter | None = None
+    error: str | None = None
+
+
 class ModelRegistry:
-    """Owns every loaded adapter for the life of the server."""
+    """Owns every model's adapter and state for the life of the server."""
 
     def __init__(self, config: ServerConfig, loader: Loader = load_openvino_genai):
         self._config = config
         self._loader = loader
-        self._adapters: dict[str, Adapter] = {}
+        self._entries: dict[str, ModelEntry] = {}
 
     def load_all(self) -> None:
         """Load every configured model (blocking); ``ConfigError`` with one line on the first failure."""
         for spec in self._config.models:
-            path = resolve_source(spec.source, self._config.cache_path)
-            try:
-                self._adapters[spec.id] = self._loader(spec, path, self._config.cache_path)
-            except ModelLoadError as exc:
-                raise ConfigError(f"model {spec.id!r}: {exc}") from exc
+            entry = ModelEntry(spec, "loading")
+            self._entries[spec.id] = entry
+            self._load(entry)
+            if entry.state == "failed":
+                raise ConfigError(f"model {spec.id!r}: {entry.error}")
+
+    async def add(self, spec: ModelSpec, wait: bool = True) -> ModelEntry:
+        """Load another model at run time; with ``wait`` return once it is ready or failed."""
+        if spec.id in self._entries:
+            raise ConflictError(f"A model with id '{spec.id}' is already registered; unload it first.", "id")
+        entry = ModelEntry(spec, "loading")
+        self._entries[spec.id] = entry
+        task = asyncio.create_task(asyncio.to_thread(self._load, entry))
+        if wait:
+            await task
+        return entry
+
+    async def remove(self, model_id: str) -> ModelEntry:
+        """Stop serving ``model_id``: new requests get 404 at once, running ones end with an error."""
+        entry = self._entry(model_id)
+        if entry.state == "loading":
+            raise ModelNotReadyError(model_id, "loading")
+        del self._entries[model_id]
+        if entry.adapter is not None:
+            await entry.adapter.close()
+        return entry
 
     def get(self, model_id: str) -> Adapter:
-        """The adapter serving ``model_id``; ``ModelNotFoundError`` (404) if there is none."""
-        try:
-            return self._adapters[model_id]
-        except KeyError:
-            raise ModelNotFoundError(model_id) from None
+        """The adapter serving ``model_id``: 404 if unknown, 503 if it is loading or failed."""
+        entry = self._entry(model_id)
+        if entry.state != "ready" or entry.adapter is None:
+            raise ModelNotReadyError(model_id, entry.state, entry.error)
+        return entry.adapter
+
+    def entries(self) -> list[ModelEntry]:
+        """Every model known, in the order they were added."""
+        return list(self._entries.values())
+
+    def models(self) -> list[ModelInfo]:
+        """Every ready model."""
+        return [e.adapter.info for e in self._entries.values() if e.state == "ready" and e.adapter]
 
     def request_timeout(self, model_id: str) -> float | None:
         """Seconds a request to ``model_id`` may take (``None``: no limit)."""
-        return next(spec.request_timeout for spec in self._config.models if spec.id == model_id)
-
-    def models(self) -> list[ModelInfo]:
-        """Every model being served, in configuration order."""
-        return [adapter.info for adapter in self._adapters.values()]
+        return self._entry(model_id).spec.request_timeout
 
     async def close_all(self) -> None:
         """Stop every adapter; called once when the server shuts down."""
-        adapters, self._adapters = list(self._adapters.values()), {}
+        adapters = [e.adapter for e in self._entries.values() if e.adapter is not None]
+        self._entries = {}
         await asyncio.gather(*(adapter.close() for adapter in adapters), return_exceptions=True)
+
+    def _entry(self, model_id: str) -> ModelEntry:
+        try:
+            return self._entries[model_id]
+        except KeyError:
+            raise ModelNotFoundError(model_id) from None
+
+    def _load(self, entry: ModelEntry) -> None:
+        """Resolve and load one model (blocking), leaving it ready or failed with a one-line reason."""
+        try:
+            path = resolve_source(entry.spec.source, self._config.cache_path)
+            entry.adapter = self._loader(entry.spec, path, self._config.cache_path)
+        except (ConfigError, AdapterError) as exc:
+            entry.state, entry.error = "failed", str(exc)
+            logger.error("model %s failed to load: %s", entry.spec.id, exc)
+            return
+        except Exception as exc:  # a load must never take the server down
+            logger.exception("model %s failed to load", entry.spec.id)
+            entry.state, entry.error = "failed", f"unexpected error: {type(exc).__name__}"
+            return
+        entry.state = "ready"

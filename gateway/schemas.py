@@ -200,6 +200,21 @@ class ErrorResponse(Wire, kw_only=True):
 # --- health --------------------------------------------------------------------------------------------
 
 
+class AdminModel(Wire, kw_only=True):
+    id: str
+    state: Literal["loading", "ready", "failed", "unloaded"]
+    source: str
+    device: str
+    error: str | None
+    in_flight: int
+    running: int
+
+
+class AdminModelList(Wire, kw_only=True):
+    object: Literal["list"] = "list"
+    data: list[AdminModel]
+
+
 class ModelActivity(Wire, kw_only=True):
     id: str
     in_flight: int

@@ -26,7 +26,11 @@ SMALL_QUEUE_TIMEOUT = 6
 SEQUENTIAL = "smollm2-sequential"
 """The demo model on the one-at-a-time engine that NPU gets, with one waiting request allowed."""
 
+ADMIN_KEY = "test-admin-key"
+
 SERVER_CONFIG = f"""
+admin_key = "{ADMIN_KEY}"
+
 [[models]]
 id = "{DEMO}"
 source = "demo"

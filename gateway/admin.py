@@ -1,0 +1,75 @@
+"""Run-time model management under ``/admin``: list, load and unload models.
+
+Protected by ``admin_key`` when one is configured (``Authorization: Bearer <key>``). Loading is
+synchronous by default (the answer says ready or why not); ``?wait=false`` answers 202 at once and the
+model shows up as ``loading`` until it is ready or failed.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import msgspec
+from litestar import Request, Response, Router, delete, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+
+from .config import ModelSpec, ServerConfig
+from .errors import AuthenticationError, InvalidRequestError
+from .registry import ModelEntry, ModelRegistry
+from .schemas import AdminModel, AdminModelList
+
+
+def require_admin_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Guard: with an admin key configured, only requests bearing it reach the admin routes."""
+    config: ServerConfig = connection.app.state.config
+    if config.admin_key is None:
+        return
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), config.admin_key.encode()):
+        raise AuthenticationError("A valid admin key is required: Authorization: Bearer <admin_key>.")
+
+
+def _admin_model(entry: ModelEntry) -> AdminModel:
+    activity = entry.adapter.activity() if entry.adapter is not None and entry.state == "ready" else None
+    return AdminModel(
+        id=entry.spec.id,
+        state=entry.state,
+        source=entry.spec.source,
+        device=entry.spec.device,
+        error=entry.error,
+        in_flight=activity.in_flight if activity else 0,
+        running=activity.running if activity else 0,
+    )
+
+
+@get("/models")
+async def list_all_models(registry: ModelRegistry) -> AdminModelList:
+    """Every model the server knows, with its state (loading, ready, failed) and load."""
+    return AdminModelList(data=[_admin_model(entry) for entry in registry.entries()])
+
+
+@post("/models")
+async def load_model(request: Request, registry: ModelRegistry, wait: bool = True) -> Response[AdminModel]:
+    """Load a model described like a ``[[models]]`` entry of the config file."""
+    try:
+        spec = msgspec.json.decode(await request.body(), type=ModelSpec)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+    entry = await registry.add(spec, wait=wait)
+    if entry.state == "failed":
+        await registry.remove(spec.id)  # a refused load leaves nothing behind: the id can be reused
+        raise InvalidRequestError(f"Could not load model '{spec.id}': {entry.error}", param="source")
+    return Response(_admin_model(entry), status_code=200 if entry.state == "ready" else 202)
+
+
+@delete("/models/{model_id:path}", status_code=200)
+async def unload_model(model_id: str, registry: ModelRegistry) -> AdminModel:
+    """Unload a model: new requests get 404 at once; requests still running end with an error."""
+    entry = await registry.remove(model_id.lstrip("/"))
+    return msgspec.structs.replace(_admin_model(entry), state="unloaded")
+
+
+admin_router = Router(
+    path="/admin", route_handlers=[list_all_models, load_model, unload_model], guards=[require_admin_key]
+)

@@ -1,0 +1,101 @@
+"""Loading and unloading models at run time through /admin, while other models keep serving."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+from conftest import ADMIN_KEY, DEMO
+
+from gateway.config import ServerConfig
+from gateway.sources import ensure_demo_model
+
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture(scope="module")
+def demo_path() -> str:
+    return str(ensure_demo_model(ServerConfig().cache_path))
+
+
+def ask(http, model: str) -> httpx.Response:
+    request = {"model": model, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 5}
+    return http.post("/v1/chat/completions", json=request)
+
+
+def test_admin_requires_the_key(http):
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = http.get("/admin/models", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_api_key"
+    listed = http.get("/admin/models", headers=AUTH).json()["data"]
+    assert {"id": DEMO, "state": "ready"}.items() <= next(m for m in listed if m["id"] == DEMO).items()
+
+
+def test_load_serve_and_unload_while_another_model_serves(http, server_root, demo_path):
+    busy: list[httpx.Response] = []
+    long_request = {"model": DEMO, "messages": [{"role": "user", "content": "Count."}], "max_tokens": 150}
+    worker = threading.Thread(
+        target=lambda: busy.append(
+            httpx.post(f"{server_root}/v1/chat/completions", json=long_request, timeout=120)
+        )
+    )
+    worker.start()
+    loaded = http.post("/admin/models", headers=AUTH, json={"id": "runtime-demo", "source": demo_path})
+    assert loaded.status_code == 200, loaded.text
+    assert loaded.json()["state"] == "ready"
+    assert "runtime-demo" in [m["id"] for m in http.get("/v1/models").json()["data"]]
+    assert ask(http, "runtime-demo").json()["usage"]["completion_tokens"] >= 1
+    unloaded = http.delete("/admin/models/runtime-demo", headers=AUTH)
+    assert unloaded.status_code == 200 and unloaded.json()["state"] == "unloaded"
+    assert ask(http, "runtime-demo").status_code == 404
+    assert "runtime-demo" not in [m["id"] for m in http.get("/v1/models").json()["data"]]
+    worker.join()
+    assert busy[0].status_code == 200, "the other model kept serving through the load and unload"
+
+
+def test_loading_model_answers_503_then_serves(http, demo_path):
+    started = http.post(
+        "/admin/models?wait=false", headers=AUTH, json={"id": "late-demo", "source": demo_path}
+    )
+    assert started.status_code == 202 and started.json()["state"] == "loading"
+    early = ask(http, "late-demo")
+    assert early.status_code == 503
+    assert early.headers["Retry-After"] == "5"
+    assert early.json()["error"]["code"] == "model_not_ready"
+    assert "late-demo" not in [m["id"] for m in http.get("/v1/models").json()["data"]]
+    for _ in range(600):
+        state = next(
+            m["state"]
+            for m in http.get("/admin/models", headers=AUTH).json()["data"]
+            if m["id"] == "late-demo"
+        )
+        if state != "loading":
+            break
+        threading.Event().wait(0.2)
+    assert state == "ready"
+    assert ask(http, "late-demo").status_code == 200
+    assert http.delete("/admin/models/late-demo", headers=AUTH).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("spec", "status", "message"),
+    [
+        ({"id": "x", "source": "/nonexistent/model"}, 400, "model path /nonexistent/model does not exist"),
+        ({"id": "x", "source": "DEMO_PATH", "device": "GPU"}, 400, "device 'GPU' is not available"),
+        ({"id": "x", "source": "DEMO_PATH", "devise": "CPU"}, 400, "unknown field `devise`"),
+        ({"id": DEMO, "source": "DEMO_PATH"}, 409, "already registered"),
+    ],
+)
+def test_bad_loads_are_clear_4xx(http, demo_path, spec, status, message):
+    spec = {k: (demo_path if v == "DEMO_PATH" else v) for k, v in spec.items()}
+    response = http.post("/admin/models", headers=AUTH, json=spec)
+    assert response.status_code == status
+    assert message in response.json()["error"]["message"]
+    assert "x" not in [m["id"] for m in http.get("/admin/models", headers=AUTH).json()["data"]]
+    assert ask(http, DEMO).status_code == 200
+
+
+def test_unload_unknown_model_is_404(http):
+    assert http.delete("/admin/models/no-such-model", headers=AUTH).status_code == 404
