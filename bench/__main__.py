@@ -101,7 +101,7 @@ def story_prompts(count: int) -> list[str]:  # noqa: N802 - reads as a table
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="openarc bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="openarc bench", description=__doc__.splitlines()[0].strip("`"))
     parser.add_argument("--model", default="demo", help="model source (default: the demo model)")
     parser.add_argument("--device", default="CPU")
     parser.add_argument("--levels", default="1,2,4,8,16", help="concurrency levels")

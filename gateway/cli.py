@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -17,8 +18,19 @@ from .config import ConfigError, ModelSpec, ServerConfig, load_config, with_defa
 logger = logging.getLogger("openarc")
 
 
+# Commands with parsers of their own (they live outside the gateway and import heavier things).
+_DELEGATED = {
+    "bench": ("bench.__main__", "benchmark a server against the raw pipeline (see README)"),
+    "compare": ("bench.compare", "compare exports of one model: speed, memory, answer agreement"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``openarc`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _DELEGATED:
+        module = importlib.import_module(_DELEGATED[argv[0]][0])
+        return module.main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -54,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--admin-key", help="require this bearer key on /admin (default: $OPENARC_ADMIN_KEY)")
     serve.set_defaults(run=_serve, admin_key=os.environ.get("OPENARC_ADMIN_KEY"))
+
+    models = commands.add_parser("models", help="list the models OpenArc knows: configured, cached, exported")
+    models.add_argument("--config", type=Path, help="also list this config file's models")
+    models.add_argument("--cache-dir", help="model cache to scan (default ~/.cache/openarc)")
+    models.add_argument("paths", nargs="*", type=Path, help="more model files or folders of models")
+    models.set_defaults(run=_models)
+    for name, (_, summary) in _DELEGATED.items():
+        commands.add_parser(name, help=summary, add_help=False)
     return parser
 
 
@@ -99,6 +119,16 @@ def _serve(args: argparse.Namespace) -> int:
         "serving %s on http://%s:%d/v1", ", ".join(m.id for m in registry.models()), config.host, config.port
     )
     uvicorn.run(create_app(config, registry), host=config.host, port=config.port, log_level=config.log_level)
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .catalog import catalog, format_table
+
+    config = load_config(args.config)
+    if args.cache_dir:
+        config = msgspec.structs.replace(config, cache_dir=args.cache_dir)
+    sys.stdout.write(format_table(catalog(config, args.paths)) + "\n")
     return 0
 
 

@@ -77,7 +77,7 @@ class ModelRegistry:
             raise ConflictError(f"A model with id '{spec.id}' is already registered; unload it first.", "id")
         entry = ModelEntry(spec, "loading")
         self._entries[spec.id] = entry
-        task = asyncio.create_task(asyncio.to_thread(self._load, entry))
+        task = asyncio.create_task(asyncio.to_thread(self._load, entry, True))
         if wait:
             await task
         return entry
@@ -123,14 +123,15 @@ class ModelRegistry:
         except KeyError:
             raise ModelNotFoundError(model_id) from None
 
-    def _load(self, entry: ModelEntry) -> None:
+    def _load(self, entry: ModelEntry, log_failure: bool = False) -> None:
         """Resolve and load one model (blocking), leaving it ready or failed with a one-line reason."""
         try:
             path = resolve_source(entry.spec.source, self._config.cache_path)
             entry.adapter = self._loader(entry.spec, path, self._config.cache_path)
         except (ConfigError, AdapterError) as exc:
             entry.state, entry.error = "failed", str(exc)
-            logger.error("model %s failed to load: %s", entry.spec.id, exc)
+            if log_failure:  # at start-up the CLI reports it, once
+                logger.error("model %s failed to load: %s", entry.spec.id, exc)
             return
         except Exception as exc:  # a load must never take the server down
             logger.exception("model %s failed to load", entry.spec.id)
