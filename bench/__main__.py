@@ -10,11 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -25,6 +22,7 @@ from gateway.sources import resolve_source
 
 from .http_load import concurrency_level, idle_pings, multi_turn, repeated_prompt, stream_chat
 from .report import BenchRun, render
+from .server import running_server
 from .stats import LevelResult, median_run
 
 logger = logging.getLogger("bench")
@@ -126,16 +124,8 @@ def _run_http(args, spec: ModelSpec, levels: list[int]):
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.json"
         config.write_bytes(msgspec.json.encode(ServerConfig(models=[spec], log_level="warning")))
-        port = _free_port()
-        command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
-        server = subprocess.Popen(command)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_healthy(url, server)
+        with running_server(config, Path(tmp) / "server.log") as url:
             return asyncio.run(_http_workloads(url, MODEL_ID, args, levels))
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
 
 
 async def _http_workloads(url: str, model: str, args, levels: list[int]):
@@ -156,26 +146,6 @@ async def _http_workloads(url: str, model: str, args, levels: list[int]):
     turns = await multi_turn(url, model, args.conversations, args.turns, args.turn_tokens)
     repeated = await repeated_prompt(url, model)
     return results, pings, turns, repeated, idle
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"server exited with {server.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("server did not become healthy")
 
 
 if __name__ == "__main__":

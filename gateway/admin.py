@@ -38,6 +38,7 @@ def _admin_model(entry: ModelEntry) -> AdminModel:
         source=entry.spec.source,
         device=entry.spec.device,
         error=entry.error,
+        warning=entry.warning,
         in_flight=activity.in_flight if activity else 0,
         running=activity.running if activity else 0,
     )

@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.model_files import context_length, detect_format
+from adapters.openvino_export import MANIFEST
 
 from .config import DEMO_SOURCE, ServerConfig
-
-MANIFEST = "openarc-export.json"
-"""Written by ``openarc export`` into every output folder: source, options, versions, time."""
 
 
 @dataclass(frozen=True)

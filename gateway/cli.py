@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import os
@@ -72,6 +73,35 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--cache-dir", help="model cache to scan (default ~/.cache/openarc)")
     models.add_argument("paths", nargs="*", type=Path, help="more model files or folders of models")
     models.set_defaults(run=_models)
+
+    export = commands.add_parser(
+        "export", help="export a model to OpenVINO IR ahead of time (needs [export])"
+    )
+    export.add_argument("source", help="Hugging Face model id, local transformers folder, or .gguf file")
+    export.add_argument("output", nargs="?", type=Path, help="output folder (default: the cache's exports/)")
+    export.add_argument("--preset", help="int4-awq-se (recommended, default), int4, int8 (naive) or fp16")
+    export.add_argument("--weight-format", choices=["fp32", "fp16", "int8", "int4"])
+    export.add_argument(
+        "--sym", action=argparse.BooleanOptionalAction, help="symmetric quantization (--asym)"
+    )
+    export.add_argument("--asym", dest="sym", action="store_false", help=argparse.SUPPRESS)
+    export.add_argument(
+        "--group-size", type=int, help="int4 group size (a divisor is picked if it does not fit)"
+    )
+    export.add_argument("--ratio", type=float, help="int4: share of layers in int4, the rest int8")
+    export.add_argument(
+        "--awq", action=argparse.BooleanOptionalAction, help="activation-aware weight quantization"
+    )
+    export.add_argument("--scale-estimation", action=argparse.BooleanOptionalAction)
+    export.add_argument("--gptq", action=argparse.BooleanOptionalAction)
+    export.add_argument(
+        "--dataset", help="calibration data: auto (offline), a local text file, or a dataset name"
+    )
+    export.add_argument("--num-samples", type=int, help="calibration samples")
+    export.add_argument("--trust-remote-code", action="store_true")
+    export.add_argument("--force", action="store_true", help="replace the output folder if it exists")
+    export.add_argument("--cache-dir", help="where default outputs go (default ~/.cache/openarc)")
+    export.set_defaults(run=_export, sym=None)
     for name, (_, summary) in _DELEGATED.items():
         commands.add_parser(name, help=summary, add_help=False)
     return parser
@@ -119,6 +149,41 @@ def _serve(args: argparse.Namespace) -> int:
         "serving %s on http://%s:%d/v1", ", ".join(m.id for m in registry.models()), config.host, config.port
     )
     uvicorn.run(create_app(config, registry), host=config.host, port=config.port, log_level=config.log_level)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from adapters.openvino_export import PRESETS, ExportError, ExportOptions, export_model
+
+    preset = args.preset or (None if args.weight_format else "int4-awq-se")
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    options = PRESETS[preset] if preset else ExportOptions(weight_format=args.weight_format)
+    chosen = {
+        field: getattr(args, field)
+        for field in ExportOptions.__dataclass_fields__
+        if getattr(args, field, None) is not None and field != "trust_remote_code"
+    }
+    options = dataclasses.replace(options, **chosen, trust_remote_code=args.trust_remote_code)
+    if chosen and preset:
+        preset = f"{preset} (modified)"
+    output = args.output
+    if output is None:
+        cache = Path(args.cache_dir).expanduser() if args.cache_dir else ServerConfig().cache_path
+        name = Path(args.source).stem if args.source.endswith(".gguf") else Path(args.source).name
+        output = cache / "exports" / f"{name}-{(args.preset or options.weight_format)}"
+    try:
+        manifest = export_model(args.source, output, options, preset, force=args.force)
+    except ImportError as exc:
+        raise ConfigError(
+            f"openarc export needs the export extra (pip install 'openarc[export]'): {exc}"
+        ) from exc
+    except ExportError as exc:
+        raise ConfigError(str(exc)) from exc
+    for note in manifest["notes"]:
+        sys.stderr.write(f"note: {note}\n")
+    sys.stdout.write(f"{output}\n")
     return 0
 
 

@@ -53,6 +53,9 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     """OpenVINO properties for compilation (PERFORMANCE_HINT, NUM_STREAMS, KV_CACHE_PRECISION, ...)."""
     scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
     """Continuous-batching settings."""
+    export: bool = False
+    """Allow a transformers model (folder or hub id) to be exported to OpenVINO at load time. Slow,
+    memory-hungry and naive (int8): export ahead of time with ``openarc export`` instead."""
     engine: Literal["auto", "continuous", "sequential"] = "auto"
     """``continuous`` batches many requests; ``sequential`` runs one at a time (for devices that cannot
     batch); ``auto`` picks sequential for NPU and continuous batching elsewhere."""

@@ -19,7 +19,7 @@ from adapters.base import Adapter, AdapterError, ModelInfo
 
 from .config import ConfigError, ModelSpec, ServerConfig
 from .errors import ConflictError, ModelNotFoundError, ModelNotReadyError
-from .sources import resolve_source
+from .sources import resolve_source, servable_path
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class ModelEntry:
     state: ModelState
     adapter: Adapter | None = None
     error: str | None = None
+    warning: str | None = None
 
 
 class ModelRegistry:
@@ -126,7 +127,10 @@ class ModelRegistry:
     def _load(self, entry: ModelEntry, log_failure: bool = False) -> None:
         """Resolve and load one model (blocking), leaving it ready or failed with a one-line reason."""
         try:
-            path = resolve_source(entry.spec.source, self._config.cache_path)
+            source = resolve_source(entry.spec.source, self._config.cache_path)
+            path, entry.warning = servable_path(
+                source, entry.spec.id, self._config.cache_path, entry.spec.export
+            )
             entry.adapter = self._loader(entry.spec, path, self._config.cache_path)
         except (ConfigError, AdapterError) as exc:
             entry.state, entry.error = "failed", str(exc)

@@ -206,6 +206,7 @@ class AdminModel(Wire, kw_only=True):
     source: str
     device: str
     error: str | None
+    warning: str | None = None
     in_flight: int
     running: int
 

@@ -12,7 +12,9 @@ import zipfile
 from pathlib import Path
 
 from adapters.base import first_line
+from adapters.model_files import detect_format
 
+from .catalog import read_manifest
 from .config import DEMO_SOURCE, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -33,6 +35,49 @@ def resolve_source(source: str, cache_dir: Path) -> Path:
     if _looks_like_hub_id(source):
         return _download_from_hub(source, cache_dir)
     raise ConfigError(f"model path {source} does not exist")
+
+
+LOAD_TIME_EXPORT_WARNING = (
+    "exported at load time: slow, memory-hungry and naive (int8 weights). Export ahead of time with "
+    "`openarc export` and compare presets (int4-awq-se is usually better) instead"
+)
+
+
+def servable_path(path: Path, model_id: str, cache_dir: Path, allow_export: bool) -> tuple[Path, str | None]:
+    """A path the engine can load, and a warning if getting it meant exporting at load time.
+
+    A transformers model is not servable as it is: refuse it unless ``allow_export`` says to export it
+    now, in a separate process (so torch never enters the server), into the cache's exports folder.
+    """
+    if detect_format(path) != "transformers":
+        return path, None
+    if not allow_export:
+        raise ConfigError(
+            f"{path} is a transformers model, not an OpenVINO export: export it ahead of time with "
+            "`openarc export` (recommended), or set export = true to convert it at load time (slow)"
+        )
+    output = cache_dir / "exports" / f"{model_id}-load-time-int8"
+    logger.warning("model %s: %s", model_id, LOAD_TIME_EXPORT_WARNING)
+    previous = read_manifest(output)
+    if previous is not None and previous.get("source") == str(path):
+        logger.info("model %s: reusing the load-time export in %s", model_id, output)
+        return output, LOAD_TIME_EXPORT_WARNING
+    command = [
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "export",
+        str(path),
+        str(output),
+        "--preset",
+        "int8",
+        "--force",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["export failed"])[-1]
+        raise ConfigError(f"load-time export of {path} failed: {last}")
+    return output, LOAD_TIME_EXPORT_WARNING
 
 
 def ensure_demo_model(cache_dir: Path) -> Path:

@@ -7,18 +7,14 @@ server you started yourself; it must serve the models in ``SERVER_CONFIG``.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.server import running_server
+
 DEMO = "SmolLM2-135M-Instruct"
 SMALL_QUEUE = "smollm2-small-queue"
 """The demo model again, with room for one running and one waiting request, to test admission control."""
@@ -50,29 +46,6 @@ max_queue = 1
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(
-                f"openarc exited with {process.returncode} during start-up:\n{log.read_text()[-4000:]}"
-            )
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    pytest.fail(f"openarc did not become healthy in {timeout} s:\n{log.read_text()[-4000:]}")
-
-
 @pytest.fixture(scope="session")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL (ending in /v1) of a real OpenArc server serving the demo model."""
@@ -83,20 +56,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("server")
     config = workdir / "openarc.toml"
     config.write_text(SERVER_CONFIG)
-    log = workdir / "server.log"
-    port = free_port()
-    command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
-    with log.open("w") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        wait_until_healthy(f"http://127.0.0.1:{port}/health", process, log)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with running_server(config, workdir / "server.log") as root:
+        yield f"{root}/v1"
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+
+from bench.server import ROOT
 
 
 def serve(*args: str, tmp_path=None) -> subprocess.CompletedProcess:

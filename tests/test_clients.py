@@ -9,10 +9,12 @@ import sys
 import httpx
 import msgspec
 import pytest
-from conftest import DEMO, ROOT
+from conftest import DEMO
 from langchain_openai import ChatOpenAI
 from llama_index.core.llms import ChatMessage
 from llama_index.llms.openai_like import OpenAILike
+
+from bench.server import ROOT
 
 QUESTION = "What is the capital of France?"
 
