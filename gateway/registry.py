@@ -62,6 +62,7 @@ class ModelRegistry:
         self._config = config
         self._loader = loader
         self._entries: dict[str, ModelEntry] = {}
+        self._loads: set[asyncio.Task] = set()  # asyncio keeps only weak references to running tasks
 
     def load_all(self) -> None:
         """Load every configured model (blocking); ``ConfigError`` with one line on the first failure."""
@@ -79,6 +80,8 @@ class ModelRegistry:
         entry = ModelEntry(spec, "loading")
         self._entries[spec.id] = entry
         task = asyncio.create_task(asyncio.to_thread(self._load, entry, True))
+        self._loads.add(task)
+        task.add_done_callback(self._loads.discard)
         if wait:
             await task
         return entry
