@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import openvino_genai
 import pytest
 
 from adapters.text import IncrementalDetokenizer, StopMatcher, detokenize_batch
+from gateway.config import ServerConfig
 from gateway.sources import ensure_demo_model
 
 SAMPLES = [
@@ -20,8 +19,7 @@ SAMPLES = [
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    cache = Path.home() / ".cache" / "openarc"
-    return openvino_genai.Tokenizer(str(ensure_demo_model(cache)))
+    return openvino_genai.Tokenizer(str(ensure_demo_model(ServerConfig().cache_path)))
 
 
 @pytest.mark.parametrize("text", SAMPLES)
