@@ -12,6 +12,7 @@ llm = ChatOpenAI(
     model=os.environ.get("OPENARC_MODEL", "SmolLM2-135M-Instruct"),
     api_key="not-needed",
     max_tokens=60,
+    temperature=0.2,  # the demo model is tiny: OpenAI's default of 1.0 makes it ramble
 )
 
 print(llm.invoke("What is the capital of France?").content)

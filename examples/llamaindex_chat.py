@@ -14,6 +14,7 @@ llm = OpenAILike(
     api_key="not-needed",
     is_chat_model=True,
     max_tokens=60,
+    temperature=0.2,  # the demo model is tiny: OpenAI's default of 1.0 makes it ramble
 )
 
 reply = llm.chat([ChatMessage(role="user", content="What is the capital of France?")])

@@ -15,6 +15,7 @@ answer = client.chat.completions.create(
     model=model,
     messages=[{"role": "user", "content": "What is the capital of France?"}],
     max_tokens=50,
+    temperature=0.2,  # the demo model is tiny: OpenAI's default of 1.0 makes it ramble
 )
 print(answer.choices[0].message.content)
 
@@ -22,6 +23,7 @@ stream = client.chat.completions.create(
     model=model,
     messages=[{"role": "user", "content": "Write a haiku about the sea."}],
     max_tokens=60,
+    temperature=0.2,
     stream=True,
 )
 for chunk in stream:
