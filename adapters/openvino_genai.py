@@ -39,10 +39,15 @@ class PipelineSpec:
     context_length: int | None = None
 
     @property
+    def device_family(self) -> str:
+        """The device without index or targets: ``GPU.1`` -> ``GPU``, ``AUTO:GPU,CPU`` -> ``AUTO``."""
+        return self.device.split(":")[0].split(".")[0].upper()
+
+    @property
     def sequential(self) -> bool:
         if self.engine != "auto":
             return self.engine == "sequential"
-        return self.device.split(":")[0].split(".")[0].upper() in _SEQUENTIAL_DEVICES
+        return self.device_family in _SEQUENTIAL_DEVICES
 
     @property
     def running_slots(self) -> int:

@@ -62,7 +62,7 @@ def _prefix_cache_tracker(pipeline: Any, spec: PipelineSpec) -> PrefixCacheTrack
     The cache's size in blocks is read from the warm-up: it used exactly one block, and the pipeline
     reports usage in percent of all blocks.
     """
-    block_size = _KV_BLOCK_SIZES.get(spec.device.split(".")[0].upper())
+    block_size = _KV_BLOCK_SIZES.get(spec.device_family)
     one_block_percent = pipeline.get_metrics().max_cache_usage
     if not spec.scheduler.get("enable_prefix_caching", False) or block_size is None or one_block_percent <= 0:
         return None
