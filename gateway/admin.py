@@ -1,33 +1,19 @@
 """Run-time model management under ``/admin``: list, load and unload models.
 
-Protected by ``admin_key`` when one is configured (``Authorization: Bearer <key>``). Loading is
+Protected by ``admin_key`` when one is configured, else by the API keys (see ``auth.py``). Loading is
 synchronous by default (the answer says ready or why not); ``?wait=false`` answers 202 at once and the
 model shows up as ``loading`` until it is ready or failed.
 """
 
 from __future__ import annotations
 
-import hmac
-
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
-from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler
 
-from .config import ModelSpec, ServerConfig
-from .errors import AuthenticationError, InvalidRequestError
+from .config import ModelSpec
+from .errors import InvalidRequestError
 from .registry import ModelEntry, ModelRegistry
 from .schemas import AdminModel, AdminModelList
-
-
-def require_admin_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """Guard: with an admin key configured, only requests bearing it reach the admin routes."""
-    config: ServerConfig = connection.app.state.config
-    if config.admin_key is None:
-        return
-    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), config.admin_key.encode()):
-        raise AuthenticationError("A valid admin key is required: Authorization: Bearer <admin_key>.")
 
 
 def _admin_model(entry: ModelEntry) -> AdminModel:
@@ -71,6 +57,5 @@ async def unload_model(model_id: str, registry: ModelRegistry) -> AdminModel:
     return msgspec.structs.replace(_admin_model(entry), state="unloaded")
 
 
-admin_router = Router(
-    path="/admin", route_handlers=[list_all_models, load_model, unload_model], guards=[require_admin_key]
-)
+# No guard here: the app-wide guard in auth.py applies the admin key to every path under /admin.
+admin_router = Router(path="/admin", route_handlers=[list_all_models, load_model, unload_model])

@@ -9,36 +9,55 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
 
+from . import __version__
 from .admin import admin_router
+from .auth import Authenticator
 from .config import ServerConfig
 from .errors import error_response
+from .metrics import Metrics, metrics_endpoint
+from .openapi import describe
 from .registry import ModelRegistry
+from .request_ids import add_request_id_header, request_id_middleware
 from .routes import ROUTES
 
 
 def create_app(config: ServerConfig, registry: ModelRegistry | None = None) -> Litestar:
     """Build the app; it loads the configured models at start-up unless a loaded ``registry`` is given."""
+    models = registry or ModelRegistry(config)
+    metrics = Metrics(models)
+    authenticator = Authenticator(config)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        owned = registry or ModelRegistry(config)
         if registry is None:
-            await asyncio.to_thread(owned.load_all)
-        app.state.registry = owned
-        app.state.config = config
+            await asyncio.to_thread(models.load_all)
+        app.state.registry = models
         try:
             yield
         finally:
-            await owned.close_all()
+            await models.close_all()
 
     def provide_registry(state: State) -> ModelRegistry:
         return state.registry
 
-    return Litestar(
-        route_handlers=[*ROUTES, admin_router],
+    app = Litestar(
+        route_handlers=[*ROUTES, admin_router, metrics_endpoint],
         lifespan=[lifespan],
         dependencies={"registry": Provide(provide_registry, sync_to_thread=False)},
         exception_handlers={Exception: error_response},
         request_max_body_size=config.max_request_bytes,
+        guards=[authenticator],
+        middleware=[request_id_middleware, metrics.middleware],
+        # Hooks, not middleware: Litestar answers unrouted requests (404/405) without route middleware.
+        before_send=[add_request_id_header, metrics.count_response],
+        state=State({"config": config, "metrics": metrics}),
+        openapi_config=OpenAPIConfig(title="OpenArc", version=__version__),
+        # Logging is set up once by the CLI (logs.py); Litestar's default config would replace the root
+        # logger's handlers and drop the request ids and the JSON format.
+        logging_config=None,
     )
+    # Built now, after every route is registered (adding a route would make Litestar rebuild it).
+    describe(app.openapi_schema, lambda path: authenticator.keys_for(path) is not None)
+    return app

@@ -7,6 +7,7 @@ import dataclasses
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ import msgspec
 
 from . import __version__
 from .config import ConfigError, ModelSpec, ServerConfig, load_config, with_defaults
+from .logs import configure_logging
 
 logger = logging.getLogger("openarc")
 
@@ -65,8 +67,30 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serve.add_argument("--cache-dir", help="model and compiled-blob cache (default ~/.cache/openarc)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", choices=["text", "json"], help="json: one JSON object a line")
+    serve.add_argument(
+        "--log-prompts", action="store_true", default=None, help="log messages and generated text (debug)"
+    )
     serve.add_argument("--admin-key", help="require this bearer key on /admin (default: $OPENARC_ADMIN_KEY)")
-    serve.set_defaults(run=_serve, admin_key=os.environ.get("OPENARC_ADMIN_KEY"))
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        dest="api_keys",
+        metavar="KEY",
+        help="require this key on every route but /health and /ready; repeatable (also $OPENARC_API_KEY, "
+        "comma-separated)",
+    )
+    serve.add_argument("--api-key-file", type=Path, help="a file of API keys, one a line, # comments")
+    serve.add_argument(
+        "--shutdown-grace", type=float, metavar="SECONDS", help="time running requests get after SIGTERM"
+    )
+    serve.set_defaults(
+        run=_serve,
+        admin_key=os.environ.get("OPENARC_ADMIN_KEY"),
+        # One key, or several separated by commas.
+        env_api_keys=[key for key in os.environ.get("OPENARC_API_KEY", "").split(",") if key.strip()],
+    )
 
     models = commands.add_parser("models", help="list the models OpenArc knows: configured, cached, exported")
     models.add_argument("--config", type=Path, help="also list this config file's models")
@@ -112,13 +136,31 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     config = load_config(args.config)
     overrides = {
         name: getattr(args, name)
-        for name in ("host", "port", "cache_dir", "log_level", "admin_key")
-        if getattr(args, name) is not None
+        for name in ("host", "port", "cache_dir", "log_level", "log_format", "log_prompts", "admin_key")
+        if getattr(args, name, None) is not None
     }
+    if getattr(args, "shutdown_grace", None) is not None:
+        overrides["shutdown_grace"] = args.shutdown_grace
+    overrides["api_keys"] = _api_keys(config, args)
     models = list(config.models) + [_model_spec(entry, args.device or "CPU") for entry in args.model]
     if args.device and not args.model:
         models = [msgspec.structs.replace(m, device=args.device) for m in with_defaults(config).models]
     return with_defaults(msgspec.structs.replace(config, models=models, **overrides))
+
+
+def _api_keys(config: ServerConfig, args: argparse.Namespace) -> list[str]:
+    """All keys together: config file, its key file, --api-key, $OPENARC_API_KEY, --api-key-file."""
+    from .auth import read_key_file  # imports Litestar: only for serve
+
+    keys = list(config.api_keys)
+    for path in (config.api_key_file, getattr(args, "api_key_file", None)):
+        if path is not None:
+            keys += read_key_file(Path(path))
+    keys += getattr(args, "api_keys", []) + getattr(args, "env_api_keys", [])
+    keys = [key.strip() for key in keys]
+    if any(not key for key in keys):
+        raise ConfigError("an API key is empty")
+    return list(dict.fromkeys(keys))  # unique, in order
 
 
 def _model_spec(entry: str, device: str) -> ModelSpec:
@@ -135,26 +177,45 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
+    from .auth import exposure_warnings
     from .registry import ModelRegistry
 
     config = build_config(args)
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(config.log_level, config.log_format, config.log_prompts)
     registry = ModelRegistry(config)
     registry.load_all()  # before binding the port: a bad model is a one-line error, not a traceback
-    if config.admin_key is None and config.host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("/admin is open to anyone who can reach %s: set --admin-key", config.host)
+    for warning in exposure_warnings(config):
+        logger.warning("%s", warning)
     logger.info(
-        "serving %s on http://%s:%d/v1", ", ".join(m.id for m in registry.models()), config.host, config.port
+        "serving %s on http://%s:%d/v1%s",
+        ", ".join(m.id for m in registry.models()),
+        config.host,
+        config.port,
+        f" ({len(config.api_keys)} API keys)" if config.api_keys else "",
     )
-    uvicorn.run(create_app(config, registry), host=config.host, port=config.port, log_level=config.log_level)
+    # uvicorn drains on SIGTERM (stops accepting, waits up to the grace period for running requests,
+    # cancels the rest, runs the lifespan shutdown that stops the engines), then restores the previous
+    # handler and raises the signal again. With the default handler that would kill the process with
+    # -SIGTERM after a clean drain; this one lets the drained server exit 0.
+    signal.signal(signal.SIGTERM, _drained)
+    uvicorn.run(
+        create_app(config, registry),
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level,
+        log_config=None,  # uvicorn's records go to the handler configure_logging installed
+        timeout_graceful_shutdown=config.shutdown_grace,
+    )
     return 0
+
+
+def _drained(signum: int, _frame: object) -> None:
+    logger.info("stopped by %s", signal.Signals(signum).name)
 
 
 def _export(args: argparse.Namespace) -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from adapters.openvino_export import PRESETS, ExportError, ExportOptions, export_model
+    from adapters.export.optimum_intel import PRESETS, ExportError, ExportOptions, export_model
 
     preset = args.preset or (None if args.weight_format else "int4-awq-se")
     if preset is not None and preset not in PRESETS:

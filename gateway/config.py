@@ -82,7 +82,28 @@ class ServerConfig(Struct, forbid_unknown_fields=True, kw_only=True):
     log_level: str = "info"
     """Logging level for OpenArc and the HTTP server."""
     admin_key: str | None = None
-    """When set, ``/admin`` endpoints require ``Authorization: Bearer <admin_key>``."""
+    """When set, ``/admin`` endpoints require ``Authorization: Bearer <admin_key>`` (API keys do not open
+    them); without one, ``/admin`` takes the API keys, or is open when there are none."""
+    api_keys: list[str] = msgspec.field(default_factory=list)
+    """Keys clients must send (``Authorization: Bearer <key>`` or ``X-Api-Key: <key>``) on every route but
+    ``/health`` and ``/ready``. Empty: no authentication. ``--api-key``, ``OPENARC_API_KEY`` and the key
+    file add to these."""
+    api_key_file: str | None = None
+    """A file of API keys, one a line; blank lines and ``#`` comments are skipped."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object a line (timestamp, level, logger, message, request_id)."""
+    log_prompts: bool = False
+    """Log request messages and generated text (at debug). Off by default: prompts are private."""
+    shutdown_grace: Annotated[float, Meta(ge=0)] = 30.0
+    """Seconds running requests get to finish after SIGTERM; what is left then is cancelled."""
+
+    def __repr__(self) -> str:
+        # Keys must never reach a log line or a traceback through a repr of the config.
+        shown = msgspec.structs.replace(
+            self, api_keys=["***"] * len(self.api_keys), admin_key=self.admin_key and "***"
+        )
+        fields = ", ".join(f"{f}={getattr(shown, f)!r}" for f in self.__struct_fields__)
+        return f"ServerConfig({fields})"
 
     @property
     def cache_path(self) -> Path:

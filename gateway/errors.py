@@ -97,6 +97,18 @@ class AuthenticationError(GatewayError):
     code = "invalid_api_key"
 
 
+class MissingApiKeyError(AuthenticationError):
+    """No key at all, in OpenAI's words. OpenAI sends ``code: null`` here; we keep ``invalid_api_key`` so
+    that clients have one code for every refused key."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "You didn't provide an API key. You need to provide your API key in an Authorization header "
+            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or in an X-Api-Key header.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
 class MethodNotAllowedError(GatewayError):
     status_code = 405
     type = "invalid_request_error"

@@ -34,11 +34,14 @@ from adapters.base import (
 from . import __version__
 from .errors import (
     ClientDisconnectedError,
+    OverloadedError,
     RequestTimeoutError,
     UnsupportedParameterError,
     from_adapter_error,
     to_gateway_error,
 )
+from .logs import PROMPTS_LOGGER
+from .metrics import GenerationRecorder, recorder_for
 from .schemas import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -53,6 +56,8 @@ from .schemas import (
 )
 
 logger = logging.getLogger(__name__)
+prompt_logger = logging.getLogger(PROMPTS_LOGGER)
+"""Messages and generated text, at debug; silent unless ``log_prompts`` is set (see ``logs.py``)."""
 
 SYSTEM_FINGERPRINT = f"fp_openarc_{__version__}"
 _encoder = msgspec.json.Encoder()
@@ -102,28 +107,40 @@ class ChunkStream:
 
 
 async def open_chunks(
-    adapter: Adapter, request: ChatCompletionRequest, include_usage: bool, timeout: float | None
+    adapter: Adapter,
+    request: ChatCompletionRequest,
+    include_usage: bool,
+    timeout: float | None,
+    recorder: GenerationRecorder | None = None,
 ) -> ChunkStream:
     """Start generating and wait for the first event; raise a ``GatewayError`` if generation cannot start.
 
     ``timeout`` bounds the whole request, queueing included; past it, generation stops and the client
     gets ``RequestTimeoutError`` (as a status before the first byte, as an error event after it).
+    ``recorder`` receives the generation's timings and token counts; by default, the metrics of the app
+    serving the current request.
     """
+    recorder = recorder or recorder_for(adapter.info.id)
     params = to_params(request)
+    if prompt_logger.isEnabledFor(logging.DEBUG):
+        prompt_logger.debug("messages: %s", msgspec.json.encode(request.messages).decode())
     deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
     events = adapter.stream(params)
     try:
         first = await _next_before(events, deadline)
     except AdapterError as exc:
         await events.aclose()
-        raise from_adapter_error(exc) from exc
+        error = from_adapter_error(exc)
+        if isinstance(error, OverloadedError):
+            recorder.rejected()
+        raise error from exc
     except BaseException:
         await events.aclose()
         raise
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     chunks = _chunks(
-        first, events, deadline, completion_id, created, adapter.info.id, params.n, include_usage
+        first, events, deadline, completion_id, created, adapter.info.id, params.n, include_usage, recorder
     )
     return ChunkStream(chunks, completion_id, created, adapter.info.id)
 
@@ -146,8 +163,10 @@ async def _chunks(
     model: str,
     n: int,
     include_usage: bool,
+    recorder: GenerationRecorder,
 ) -> AsyncIterator[ChatCompletionChunk]:
     usage_field = None if include_usage else msgspec.UNSET
+    answers: dict[int, list[str]] | None = {} if prompt_logger.isEnabledFor(logging.DEBUG) else None
 
     def chunk(choices: list[ChunkChoice]) -> ChatCompletionChunk:
         return ChatCompletionChunk(
@@ -166,10 +185,17 @@ async def _chunks(
         event: Event | None = first
         while event is not None:
             if isinstance(event, TextDelta):
+                if event.text:
+                    recorder.text(event.index)
+                if answers is not None:
+                    answers.setdefault(event.index, []).append(event.text)
                 yield chunk([ChunkChoice(index=event.index, delta=ChoiceDelta(content=event.text))])
             elif isinstance(event, Finished):
                 yield chunk([ChunkChoice(index=event.index, delta=ChoiceDelta(), finish_reason=event.reason)])
             elif isinstance(event, Usage):
+                recorder.finished(event)
+                for index, parts in (answers or {}).items():
+                    prompt_logger.debug("answer %d: %s", index, "".join(parts))
                 if include_usage:
                     final = chunk([])
                     final.usage = _usage(event)

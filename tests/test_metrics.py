@@ -1,0 +1,126 @@
+"""Prometheus metrics on the shared server: they move as requests are made, and read the models' state."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+import pytest
+from conftest import DEMO, SMALL_QUEUE
+from prometheus_client.parser import text_string_to_metric_families
+
+CHAT = [{"role": "user", "content": "Name three colours."}]
+
+
+def scrape(http) -> dict[tuple[str, frozenset], float]:
+    """Every sample of /metrics, keyed by (sample name, labels)."""
+    response = http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_a_chat_request_moves_the_counters(http, client):
+    before = scrape(http)
+    plain = client.chat.completions.create(model=DEMO, messages=CHAT, max_tokens=12, temperature=0)
+    stream = client.chat.completions.create(
+        model=DEMO,
+        messages=CHAT,
+        max_tokens=12,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    streamed_usage = [chunk.usage for chunk in stream if chunk.usage][0]
+    after = scrape(http)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    route = {"route": "/v1/chat/completions", "method": "POST", "status": "200"}
+    assert delta("openarc_http_requests_total", **route) == 2
+    assert delta("openarc_prompt_tokens_total", model=DEMO) == (
+        plain.usage.prompt_tokens + streamed_usage.prompt_tokens
+    )
+    assert delta("openarc_generation_tokens_total", model=DEMO) == (
+        plain.usage.completion_tokens + streamed_usage.completion_tokens
+    )
+    assert delta("openarc_time_to_first_token_seconds_count", model=DEMO) == 2
+    assert delta("openarc_request_latency_seconds_count", model=DEMO) == 2
+    assert delta("openarc_request_latency_seconds_sum", model=DEMO) > 0
+    # Several text chunks each, so at least one gap between chunks per request.
+    assert delta("openarc_inter_token_latency_seconds_count", model=DEMO) >= 2
+    assert delta("openarc_time_to_first_token_seconds_bucket", model=DEMO, le="+Inf") == 2
+
+
+def test_unrouted_and_failed_requests_are_counted_by_template(http):
+    before = scrape(http)
+    assert http.get("/no/such/path/123").status_code == 404
+    assert http.get("/v1/models/no-such-model").status_code == 404
+    after = scrape(http)
+    unmatched = {"route": "unmatched", "method": "GET", "status": "404"}
+    model_route = {"route": "/v1/models/{model_id}", "method": "GET", "status": "404"}
+    for labels in (unmatched, model_route):
+        assert value(after, "openarc_http_requests_total", **labels) == (
+            value(before, "openarc_http_requests_total", **labels) + 1
+        )
+    assert not any("no/such/path" in str(key) for key in after), "unknown paths do not become labels"
+
+
+def test_model_state_is_read_from_the_registry(http):
+    samples = scrape(http)
+    assert value(samples, "openarc_model_state", model=DEMO, state="ready") == 1
+    for state in ("loading", "restarting", "failed"):
+        assert value(samples, "openarc_model_state", model=DEMO, state=state) == 0
+    assert ("openarc_engine_restarts_total", frozenset({("model", DEMO)})) in samples
+
+
+async def poll(http, predicate, what: str) -> dict:
+    """Scrape until ``predicate(samples)`` holds (bounded wait), yielding to the event loop in between."""
+    for _ in range(200):
+        samples = scrape(http)
+        if predicate(samples):
+            return samples
+        await asyncio.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+async def test_running_waiting_and_rejections_follow_the_queue(http, aclient):
+    """SMALL_QUEUE runs one request and queues one; a third gets 429 and counts as a rejection."""
+    rejections = "openarc_queue_rejections_total"
+    before = value(scrape(http), rejections, model=SMALL_QUEUE)
+    long = {"max_tokens": 400, "temperature": 0, "extra_body": {"ignore_eos": True}}
+    first = await aclient.chat.completions.create(model=SMALL_QUEUE, messages=CHAT, stream=True, **long)
+    # A stream's headers come with its first token, so the queued one is awaited in the background.
+    queued = asyncio.create_task(
+        aclient.chat.completions.create(model=SMALL_QUEUE, messages=CHAT, stream=True, **long)
+    )
+    try:
+        await anext(aiter(first))
+        busy = await poll(
+            http, lambda s: value(s, "openarc_requests_waiting", model=SMALL_QUEUE) == 1, "a waiting request"
+        )
+        assert value(busy, "openarc_requests_running", model=SMALL_QUEUE) == 1
+        with pytest.raises(openai.RateLimitError):
+            await aclient.chat.completions.create(model=SMALL_QUEUE, messages=CHAT, max_tokens=2)
+    finally:
+        queued.cancel()
+        await first.close()
+    assert value(scrape(http), rejections, model=SMALL_QUEUE) == before + 1
+    idle = await poll(  # closed streams are cancelled at the engine's next step
+        http,
+        lambda s: (
+            value(s, "openarc_requests_running", model=SMALL_QUEUE) == 0
+            and value(s, "openarc_requests_waiting", model=SMALL_QUEUE) == 0
+        ),
+        "the queue to empty",
+    )
+    assert value(idle, "openarc_model_state", model=SMALL_QUEUE, state="ready") == 1
