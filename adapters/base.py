@@ -6,9 +6,11 @@ yields backend-neutral events; a non-streaming answer is collected from the same
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+
+import msgspec
 
 FinishReason = Literal["stop", "length"]
 
@@ -55,26 +57,29 @@ class ModelInfo:
     created: int
     owned_by: str = "openarc"
     source: str = ""
+    pid: int | None = None
+    """The process serving the model, where it has one of its own."""
 
 
-@dataclass(frozen=True)
-class TextDelta:
+# Events cross the engine channel as MessagePack: tagged msgspec Structs, so a list of them decodes
+# back to the right classes (see adapters/channel.py).
+
+
+class TextDelta(msgspec.Struct, frozen=True, tag=True, array_like=True):
     """New text for choice ``index``; ``text`` is never a partial UTF-8 character."""
 
     index: int
     text: str
 
 
-@dataclass(frozen=True)
-class Finished:
+class Finished(msgspec.Struct, frozen=True, tag=True, array_like=True):
     """Choice ``index`` is complete."""
 
     index: int
     reason: FinishReason
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(msgspec.Struct, frozen=True, tag=True, array_like=True):
     """Token accounting for the whole request; always the last event of a successful stream."""
 
     prompt_tokens: int
@@ -116,8 +121,16 @@ class Adapter(Protocol):
         """How busy the adapter is right now."""
         ...
 
-    async def close(self) -> None:
-        """Stop serving and release the model."""
+    async def start(self, on_failure: Callable[[str], None]) -> None:
+        """Begin serving on the running event loop (idempotent).
+
+        ``on_failure(reason)`` is called once if the backend dies or stalls; by then every request it
+        held has ended with ``EngineUnavailableError`` and the adapter serves no more.
+        """
+        ...
+
+    async def close(self, reason: str) -> None:
+        """End every request still running with ``EngineUnavailableError(reason)``; release the model."""
         ...
 
 
@@ -160,6 +173,17 @@ class InvalidConversationError(AdapterError):
 
 
 @dataclass
+class InvalidParametersError(AdapterError):
+    """The backend refused the request's sampling settings (for example a value that is positive as a
+    double but 0 as the engine's float32)."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass
 class EngineOverloadedError(AdapterError):
     """The engine's queue is full; the caller should retry after ``retry_after`` seconds."""
 
@@ -174,6 +198,18 @@ class ModelLoadError(AdapterError):
     """A model could not be loaded; ``reason`` is a one-line, actionable explanation."""
 
     reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass
+class EngineUnavailableError(AdapterError):
+    """The engine stopped serving a request it had accepted: it exited or stalled (and is being
+    restarted), or the model was unloaded, or the server is shutting down. ``reason`` says which."""
+
+    reason: str
+    retry_after: int | None = None
 
     def __str__(self) -> str:
         return self.reason

@@ -13,7 +13,8 @@ from typing import Any
 import openvino_genai as ov_genai
 
 from adapters.base import ChatMessage
-from adapters.openvino_pipeline import encode_chat, scheduler_config, warm_up
+from adapters.openvino.pipeline import scheduler_config, warm_up
+from adapters.openvino.prompt import encode_chat
 
 from .stats import LevelResult, RequestTiming
 

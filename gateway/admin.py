@@ -27,6 +27,8 @@ def _admin_model(entry: ModelEntry) -> AdminModel:
         warning=entry.warning,
         in_flight=activity.in_flight if activity else 0,
         running=activity.running if activity else 0,
+        restarts=entry.restarts,
+        engine_pid=entry.adapter.info.pid if entry.adapter is not None else None,
     )
 
 

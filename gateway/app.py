@@ -34,6 +34,7 @@ def create_app(config: ServerConfig, registry: ModelRegistry | None = None) -> L
         if registry is None:
             await asyncio.to_thread(models.load_all)
         app.state.registry = models
+        await models.start()  # watch the engines from now on: a dead or stuck one is restarted
         try:
             yield
         finally:

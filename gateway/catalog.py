@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.model_files import context_length, detect_format
-from adapters.openvino_export import MANIFEST
+from adapters.export.optimum_intel import MANIFEST
+from adapters.openvino.model_files import context_length, detect_format
 
 from .config import DEMO_SOURCE, ServerConfig
 

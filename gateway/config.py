@@ -60,10 +60,17 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     """``continuous`` batches many requests; ``sequential`` runs one at a time (for devices that cannot
     batch); ``auto`` picks sequential for NPU and continuous batching elsewhere."""
     max_queue: Annotated[int, Meta(ge=0)] = 64
+    """Requests allowed to wait beyond ``scheduler.max_num_seqs``; past that, clients get 429."""
     request_timeout: Annotated[float, Meta(gt=0)] | None = 600.0
     """Seconds a request may take, queueing included; then its generation stops and the client gets
     408 (or, mid-stream, an error event). ``None`` disables the limit."""
-    """Requests allowed to wait beyond ``scheduler.max_num_seqs``; past that, clients get 429."""
+    stall_timeout: Annotated[float, Meta(gt=0)] | None = 120.0
+    """Seconds the engine may go without reporting progress while it has work before it is taken for
+    stuck, stopped and restarted (it reports at least every second while busy; a single step longer
+    than this, such as a huge prefill on a slow device, needs a larger value). ``None``: no watchdog."""
+    max_restarts: Annotated[int, Meta(ge=0)] = 5
+    """Engine failures in a row (each within a minute of the last start) restarted before the model is
+    marked ``failed``; restarts wait 1, 2, 4, ... up to 30 seconds."""
 
 
 class ServerConfig(Struct, forbid_unknown_fields=True, kw_only=True):

@@ -17,8 +17,10 @@ from litestar.exceptions import HTTPException, ValidationException
 from adapters.base import (
     AdapterError,
     EngineOverloadedError,
+    EngineUnavailableError,
     GenerationFailedError,
     InvalidConversationError,
+    InvalidParametersError,
     ModelLoadError,
     PromptTooLongError,
 )
@@ -81,6 +83,12 @@ class ModelNotReadyError(GatewayError):
     def __init__(self, model: str, state: str, reason: str | None = None):
         if state == "loading":
             super().__init__(f"The model '{model}' is loading; retry shortly.", "model", {"Retry-After": "5"})
+        elif state == "restarting":
+            super().__init__(
+                f"The model '{model}' is restarting after an engine failure ({reason}); retry shortly.",
+                "model",
+                {"Retry-After": "5"},
+            )
         else:
             super().__init__(f"The model '{model}' failed to load: {reason}", "model")
 
@@ -133,6 +141,12 @@ class OverloadedError(GatewayError):
     code = "server_overloaded"
 
 
+class UnsupportedMediaTypeError(GatewayError):
+    status_code = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
 class ServiceUnavailableError(GatewayError):
     status_code = 503
     type = "server_error"
@@ -175,6 +189,11 @@ def from_adapter_error(exc: AdapterError) -> GatewayError:
         )
     if isinstance(exc, InvalidConversationError):
         return InvalidRequestError(str(exc), param="messages")
+    if isinstance(exc, InvalidParametersError):
+        return InvalidRequestError(f"Invalid sampling settings: {exc}")
+    if isinstance(exc, EngineUnavailableError):
+        headers = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+        return ServiceUnavailableError(f"The model stopped serving this request: {exc}", headers=headers)
     if isinstance(exc, ModelLoadError):
         return ServiceUnavailableError("The model is not available.", headers={"Retry-After": "5"})
     if isinstance(exc, GenerationFailedError):

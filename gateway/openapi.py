@@ -37,6 +37,7 @@ from .schemas import (
     Health,
     Model,
     ModelList,
+    Readiness,
 )
 
 JSON = "application/json"
@@ -74,6 +75,7 @@ OPERATIONS: dict[tuple[str, str], Body] = {
     ("/v1/models", "get"): Body(responses={200: {JSON: ModelList}}, errors=(401, 500)),
     ("/v1/models/{model_id}", "get"): Body(responses={200: {JSON: Model}}, errors=(401, 404, 500, 503)),
     ("/health", "get"): Body(responses={200: {JSON: Health}}),
+    ("/ready", "get"): Body(responses={200: {JSON: Readiness}, 503: {JSON: Readiness}}),
     ("/metrics", "get"): Body(responses={200: {"text/plain": METRICS_TEXT}}, errors=(401, 500)),
     ("/admin/models", "get"): Body(responses={200: {JSON: AdminModelList}}, errors=(401, 500)),
     ("/admin/models", "post"): Body(

@@ -1,14 +1,17 @@
-"""ModelRegistry: which models exist, in which state, served by which adapter.
+"""ModelRegistry: which models exist, in which state, served by which adapter; restarts failed engines.
 
-A model is ``loading``, ``ready`` or ``failed`` (with its reason). Clients see only ready models; a
-request to a loading model gets 503 with ``Retry-After``, an unknown id a 404, never a fallback.
+A model is ``loading``, ``ready``, ``restarting`` (its engine died or stalled and is being started
+again, with backoff) or ``failed`` (with its reason). Clients see only ready models; a request to a
+model that is not ready gets 503 (with ``Retry-After`` while it may still come back), an unknown id a
+404, never a fallback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,12 +29,18 @@ logger = logging.getLogger(__name__)
 Loader = Callable[[ModelSpec, Path, Path], Adapter]
 """Builds an adapter for a spec, given the model's local path and the cache folder (blocking)."""
 
-ModelState = Literal["loading", "ready", "failed"]
+ModelState = Literal["loading", "ready", "restarting", "failed"]
+
+HEALTHY_RUN_SECONDS = 60.0
+"""An engine that served this long before failing starts a fresh count of failures."""
+RESTART_BACKOFF = (1.0, 30.0)
+"""Wait before restart attempt k: the first figure doubled k-1 times, at most the second."""
 
 
 def load_openvino_genai(spec: ModelSpec, path: Path, cache_dir: Path) -> Adapter:
     """The default loader: the openvino-genai adapter, with compiled blobs cached between runs."""
-    from adapters.openvino_genai import OpenVINOGenAIAdapter, PipelineSpec
+    from adapters.openvino.adapter import OpenVINOGenAIAdapter
+    from adapters.openvino.spec import PipelineSpec
 
     pipeline = PipelineSpec(
         model_id=spec.id,
@@ -41,7 +50,9 @@ def load_openvino_genai(spec: ModelSpec, path: Path, cache_dir: Path) -> Adapter
         scheduler=msgspec.structs.asdict(spec.scheduler),
         engine=spec.engine,
     )
-    return OpenVINOGenAIAdapter.load(pipeline, spec.max_queue, logging.getLogger().getEffectiveLevel())
+    return OpenVINOGenAIAdapter.load(
+        pipeline, spec.max_queue, spec.stall_timeout, logging.getLogger().getEffectiveLevel()
+    )
 
 
 @dataclass
@@ -53,6 +64,11 @@ class ModelEntry:
     adapter: Adapter | None = None
     error: str | None = None
     warning: str | None = None
+    restarts: int = 0
+    """Engine restarts since the model was loaded."""
+    failures: int = 0
+    """Engine failures in a row, each within ``HEALTHY_RUN_SECONDS`` of the previous start."""
+    ready_since: float = 0.0
 
 
 class ModelRegistry:
@@ -62,7 +78,7 @@ class ModelRegistry:
         self._config = config
         self._loader = loader
         self._entries: dict[str, ModelEntry] = {}
-        self._loads: set[asyncio.Task] = set()  # asyncio keeps only weak references to running tasks
+        self._tasks: set[asyncio.Task] = set()  # asyncio keeps only weak references to running tasks
 
     def load_all(self) -> None:
         """Load every configured model (blocking); ``ConfigError`` with one line on the first failure."""
@@ -79,12 +95,20 @@ class ModelRegistry:
             raise ConflictError(f"A model with id '{spec.id}' is already registered; unload it first.", "id")
         entry = ModelEntry(spec, "loading")
         self._entries[spec.id] = entry
-        task = asyncio.create_task(asyncio.to_thread(self._load, entry, True))
-        self._loads.add(task)
-        task.add_done_callback(self._loads.discard)
+        task = self._spawn(self._load_and_watch(entry))
         if wait:
-            await task
+            await asyncio.shield(task)
         return entry
+
+    async def start(self) -> None:
+        """Start watching every loaded model's engine; called once the event loop runs."""
+        for entry in self._entries.values():
+            if entry.state == "ready":
+                await self._watch(entry)
+
+    def readiness(self) -> list[ModelEntry]:
+        """Every model that is not ready (empty when the server is ready to serve all of them)."""
+        return [entry for entry in self._entries.values() if entry.state != "ready"]
 
     async def remove(self, model_id: str) -> ModelEntry:
         """Stop serving ``model_id``: new requests get 404 at once, running ones end with an error."""
@@ -93,7 +117,7 @@ class ModelRegistry:
             raise ModelNotReadyError(model_id, "loading")
         del self._entries[model_id]
         if entry.adapter is not None:
-            await entry.adapter.close()
+            await entry.adapter.close(f"The model '{model_id}' was unloaded while this request was running.")
         return entry
 
     def get(self, model_id: str) -> Adapter:
@@ -117,9 +141,12 @@ class ModelRegistry:
 
     async def close_all(self) -> None:
         """Stop every adapter; called once when the server shuts down."""
+        for task in self._tasks:
+            task.cancel()
         adapters = [e.adapter for e in self._entries.values() if e.adapter is not None]
         self._entries = {}
-        await asyncio.gather(*(adapter.close() for adapter in adapters), return_exceptions=True)
+        reason = "The server is shutting down."
+        await asyncio.gather(*(adapter.close(reason) for adapter in adapters), return_exceptions=True)
 
     def _entry(self, model_id: str) -> ModelEntry:
         try:
@@ -144,4 +171,56 @@ class ModelRegistry:
             logger.exception("model %s failed to load", entry.spec.id)
             entry.state, entry.error = "failed", f"unexpected error: {type(exc).__name__}"
             return
-        entry.state = "ready"
+        entry.state, entry.error, entry.ready_since = "ready", None, time.monotonic()
+
+    # --- supervision ---
+
+    def _spawn(self, work: Coroutine) -> asyncio.Task:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _load_and_watch(self, entry: ModelEntry) -> None:
+        await asyncio.to_thread(self._load, entry, True)
+        if entry.state == "ready":
+            await self._watch(entry)
+
+    async def _watch(self, entry: ModelEntry) -> None:
+        adapter = entry.adapter
+        assert adapter is not None
+        await adapter.start(lambda reason: self._engine_failed(entry, adapter, reason))
+
+    def _engine_failed(self, entry: ModelEntry, adapter: Adapter, reason: str) -> None:
+        """The adapter's engine died or stalled (its requests have already been failed): restart it."""
+        if self._entries.get(entry.spec.id) is not entry or entry.adapter is not adapter:
+            return  # unloaded, or already replaced
+        healthy = time.monotonic() - entry.ready_since >= HEALTHY_RUN_SECONDS
+        entry.failures = 1 if healthy else entry.failures + 1
+        entry.state, entry.error, entry.adapter = "restarting", reason, None
+        self._spawn(self._restart(entry, adapter))
+
+    async def _restart(self, entry: ModelEntry, dead: Adapter) -> None:
+        await dead.close(entry.error or "the engine failed")  # reap the old process
+        model_id = entry.spec.id
+        while entry.failures <= entry.spec.max_restarts:
+            first, most = RESTART_BACKOFF
+            await asyncio.sleep(min(first * 2 ** (entry.failures - 1), most))
+            if self._entries.get(model_id) is not entry:
+                return  # unloaded while waiting
+            entry.restarts += 1
+            logger.warning("model %s: restarting its engine (attempt %d)", model_id, entry.failures)
+            await asyncio.to_thread(self._load, entry, True)
+            if self._entries.get(model_id) is not entry:  # unloaded while loading
+                if entry.adapter is not None:
+                    await entry.adapter.close("The model was unloaded.")
+                return
+            if entry.state == "ready":
+                await self._watch(entry)
+                logger.info("model %s: engine restarted", model_id)
+                return
+            entry.failures += 1
+            entry.state = "restarting"
+        entry.state = "failed"
+        entry.error = f"the engine failed {entry.failures} times in a row; last: {entry.error}"
+        logger.error("model %s: %s", model_id, entry.error)

@@ -7,8 +7,18 @@ from litestar.response import Stream
 
 from adapters.base import ModelInfo
 
+from .errors import UnsupportedMediaTypeError
 from .registry import ModelRegistry
-from .schemas import ChatCompletion, Health, Model, ModelActivity, ModelList, decode_chat_request
+from .schemas import (
+    ChatCompletion,
+    Health,
+    Model,
+    ModelActivity,
+    ModelList,
+    ModelReadiness,
+    Readiness,
+    decode_chat_request,
+)
 from .streaming import collect, open_chunks, sse, unless_disconnected
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -21,6 +31,7 @@ async def create_chat_completion(
     """Create a chat completion, streamed as server-sent events when ``stream`` is true."""
     # Decoded here rather than by Litestar: strict msgspec decoding makes a wrongly typed field a 400
     # that names the field, where Litestar's lenient decoding would coerce "8" to 8.
+    _require_json(request)
     chat = decode_chat_request(await request.body())
     adapter = registry.get(chat.model)
     timeout = registry.request_timeout(chat.model)
@@ -33,6 +44,17 @@ async def create_chat_completion(
         return await collect(await open_chunks(adapter, chat, include_usage=True, timeout=timeout))
 
     return Response(await unless_disconnected(request, complete()))
+
+
+def _require_json(request: Request) -> None:
+    """A body sent as a form or multipart is a client mistake (``curl -d`` without a JSON content
+    type): say so with 415 rather than a confusing parse error. No content type is taken as JSON."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaTypeError(
+            f"Unsupported content type '{media_type}': send the body as JSON with "
+            "'Content-Type: application/json'."
+        )
 
 
 def _model(info: ModelInfo) -> Model:
@@ -59,9 +81,17 @@ async def retrieve_model(model_id: str, registry: ModelRegistry) -> Model:
 
 @get("/health")
 async def health(registry: ModelRegistry) -> Health:
-    """Liveness and readiness: 200 once the models are loaded, with each model's current load."""
+    """Liveness: 200 while the HTTP server runs, with each ready model's current load."""
     activity = [(info.id, registry.get(info.id).activity()) for info in registry.models()]
     return Health(models=[ModelActivity(id=i, in_flight=a.in_flight, running=a.running) for i, a in activity])
 
 
-ROUTES = [create_chat_completion, list_models, retrieve_model, health]
+@get("/ready")
+async def ready(registry: ModelRegistry) -> Response[Readiness]:
+    """Readiness: 200 while every configured model is ready; 503 naming the models that are not."""
+    waiting = [ModelReadiness(id=e.spec.id, state=e.state, reason=e.error) for e in registry.readiness()]
+    readiness = Readiness(status="not_ready" if waiting else "ready", models=waiting)
+    return Response(readiness, status_code=503 if waiting else 200)
+
+
+ROUTES = [create_chat_completion, list_models, retrieve_model, health, ready]

@@ -17,6 +17,9 @@ MAX_CHOICES = 8
 """Upper bound on ``n``: each choice is a full sequence in the engine."""
 MAX_STOP_SEQUENCES = 4
 """OpenAI allows up to 4 stop sequences."""
+MAX_INT32 = 2**31 - 1
+"""Bound on token counts: the engine takes them as 32-bit integers (and past 2**64 they cannot even be
+encoded for the engine channel)."""
 
 
 class Wire(Struct, kw_only=True, omit_defaults=False):
@@ -80,8 +83,8 @@ class ChatCompletionRequest(Wire, kw_only=True):
     model: str
     frequency_penalty: Penalty = 0.0
     logprobs: bool = False
-    max_completion_tokens: Annotated[int, Meta(ge=1)] | None = None
-    max_tokens: Annotated[int, Meta(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Meta(ge=1, le=MAX_INT32)] | None = None
+    max_tokens: Annotated[int, Meta(ge=1, le=MAX_INT32)] | None = None
     n: Annotated[int, Meta(ge=1, le=MAX_CHOICES)] = 1
     presence_penalty: Penalty = 0.0
     seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] | None = None
@@ -96,7 +99,7 @@ class ChatCompletionRequest(Wire, kw_only=True):
     metadata: dict[str, str] | None = None
     store: bool | None = None
     # OpenArc extensions (as in vLLM and llama.cpp server).
-    top_k: Annotated[int, Meta(ge=0)] = 0
+    top_k: Annotated[int, Meta(ge=0, le=MAX_INT32)] = 0
     min_p: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.0
     repetition_penalty: Annotated[float, Meta(gt=0.0, le=10.0)] = 1.0
     ignore_eos: bool = False
@@ -202,13 +205,17 @@ class ErrorResponse(Wire, kw_only=True):
 
 class AdminModel(Wire, kw_only=True):
     id: str
-    state: Literal["loading", "ready", "failed", "unloaded"]
+    state: Literal["loading", "ready", "restarting", "failed", "unloaded"]
     source: str
     device: str
     error: str | None
     warning: str | None = None
     in_flight: int
     running: int
+    restarts: int = 0
+    """Engine restarts after failures since the model was loaded."""
+    engine_pid: int | None = None
+    """The engine process's id, while it runs."""
 
 
 class AdminModelList(Wire, kw_only=True):
@@ -227,5 +234,29 @@ class Health(Wire, kw_only=True):
     models: list[ModelActivity]
 
 
-decode_chat_request = msgspec.json.Decoder(ChatCompletionRequest).decode
-"""Strict decoder: ``"max_tokens": "8"`` is a 400, not silently coerced."""
+class ModelReadiness(Wire, kw_only=True):
+    id: str
+    state: Literal["loading", "ready", "restarting", "failed"]
+    reason: str | None = None
+
+
+class Readiness(Wire, kw_only=True):
+    """``/ready``: 200 while every configured model is ready, else 503 listing those that are not."""
+
+    status: Literal["ready", "not_ready"]
+    models: list[ModelReadiness]
+
+
+_chat_request_decoder = msgspec.json.Decoder(ChatCompletionRequest)
+
+
+def decode_chat_request(body: bytes) -> ChatCompletionRequest:
+    """Strict decoding: ``"max_tokens": "8"`` is a 400 naming the field, not silently coerced.
+
+    msgspec raises ``UnicodeDecodeError`` for bytes that are not UTF-8 (its other failures are
+    ``DecodeError`` or ``ValidationError``); it becomes a ``DecodeError`` so it is a 400 like them.
+    """
+    try:
+        return _chat_request_decoder.decode(body)
+    except UnicodeDecodeError as exc:
+        raise msgspec.DecodeError(f"the body is not valid UTF-8 (byte {exc.start})") from None

@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 from adapters.base import first_line
-from adapters.model_files import detect_format
+from adapters.openvino.model_files import detect_format
 
 from .catalog import read_manifest
 from .config import DEMO_SOURCE, ConfigError

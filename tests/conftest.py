@@ -22,6 +22,10 @@ SMALL_QUEUE_TIMEOUT = 6
 SEQUENTIAL = "smollm2-sequential"
 """The demo model on the one-at-a-time engine that NPU gets, with one waiting request allowed."""
 
+SUPERVISED = "smollm2-supervised"
+"""The demo model in an engine of its own that tests kill and stop, with a short stall timeout."""
+SUPERVISED_STALL_TIMEOUT = 5
+
 ADMIN_KEY = "test-admin-key"
 
 SERVER_CONFIG = f"""
@@ -43,6 +47,12 @@ id = "{SEQUENTIAL}"
 source = "demo"
 engine = "sequential"
 max_queue = 1
+
+[[models]]
+id = "{SUPERVISED}"
+source = "demo"
+stall_timeout = {SUPERVISED_STALL_TIMEOUT}
+scheduler = {{ max_num_seqs = 4, cache_size = 1 }}
 """
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_admin import AUTH, ask
 
-from adapters.openvino_export import MANIFEST
+from adapters.export.optimum_intel import MANIFEST
 from bench.server import ROOT
 from gateway.config import ServerConfig
 from gateway.sources import ensure_demo_model
@@ -27,7 +27,7 @@ PRESETS = ("int8", "int4")
 
 def cache_key() -> str:
     digest = hashlib.sha256()
-    for module in ("adapters/openvino_export.py", "adapters/gguf_convert.py"):
+    for module in ("adapters/export/optimum_intel.py", "adapters/export/gguf_source.py"):
         digest.update((ROOT / module).read_bytes())
     for package in ("optimum-intel", "nncf", "transformers", "openvino", "openvino-tokenizers"):
         digest.update(importlib.metadata.version(package).encode())
@@ -64,7 +64,7 @@ def transformers_folder(demo_gguf) -> Path:
     """The demo model as a plain transformers folder (what a hub download looks like)."""
     import openvino_genai
 
-    from adapters.gguf_convert import gguf_to_transformers, openvino_encoder
+    from adapters.export.gguf_source import gguf_to_transformers, openvino_encoder
 
     output = CACHE / cache_key() / "smollm2-transformers"
     if not (output / "config.json").is_file():

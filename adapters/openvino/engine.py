@@ -14,19 +14,18 @@ from typing import Any
 
 import openvino_genai as ov_genai
 
-from .base import (
+from ..base import (
     AdapterError,
     Event,
     Finished,
     GenerationFailedError,
     GenerationParams,
-    PromptTooLongError,
     TextDelta,
     Usage,
 )
-from .openvino_pipeline import encode_chat, generation_config
+from ..text import IncrementalDetokenizer, StopMatcher, detokenize_batch
 from .prefix_cache import PrefixCacheTracker
-from .text import IncrementalDetokenizer, StopMatcher, detokenize_batch
+from .prompt import generation_config, ids_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +33,6 @@ _FINISH_REASONS = {
     ov_genai.GenerationFinishReason.STOP: "stop",
     ov_genai.GenerationFinishReason.LENGTH: "length",
 }
-
-FALLBACK_MAX_TOKENS = 4096
-"""Completion budget when a model's context length is unknown and the request sets no max_tokens."""
 
 Outcome = list[Event] | AdapterError
 """What one step produced for one request: new events, or the error that ended it."""
@@ -80,42 +76,42 @@ class EngineRequest:
     """A request inside the engine: its prompt and one ``TextSequence`` per choice."""
 
     id: int
-    prompt_ids: Any
-    prompt_tokens: int
+    prompt: list[int]
     sequences: list[TextSequence]
     cached_tokens: int | None = None
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt)
 
     @property
     def usage(self) -> Usage:
         return Usage(self.prompt_tokens, sum(s.generated for s in self.sequences), self.cached_tokens)
 
-    def prompt_list(self) -> list[int]:
-        return self.prompt_ids.data[0].tolist()
+    def prompt_tensor(self) -> Any:
+        return ids_tensor(self.prompt)
 
 
 class Engine:
-    """What every engine shares: turning ``GenerationParams`` into a request, and the outbox.
+    """What every engine shares: turning a prepared prompt and its ``GenerationParams`` into a request,
+    and the outbox. Prompts arrive templated, tokenized and checked against the context window (see
+    ``prep``): that work never runs between two steps."""
 
-    ``context_length`` (or ``None`` if unknown) bounds prompt plus completion; the check happens here,
-    before any work is scheduled, and fails the request with ``PromptTooLongError``.
-    """
-
-    def __init__(self, pipeline: Any, context_length: int | None):
+    def __init__(self, pipeline: Any):
         self.pipeline = pipeline
         self.tokenizer = pipeline.get_tokenizer()
-        self.context_length = context_length
         self.outbox: dict[int, Outcome] = {}
 
-    def new_request(self, request_id: int, params: GenerationParams) -> EngineRequest:
-        """Template and tokenize the chat, check the context window, build one sequence per choice."""
-        prompt_ids, prompt_tokens = encode_chat(self.tokenizer, params.messages)
-        max_new_tokens = _completion_budget(self.context_length, prompt_tokens, params.max_tokens)
+    def new_request(
+        self, request_id: int, params: GenerationParams, prompt: list[int], max_new_tokens: int
+    ) -> EngineRequest:
+        """One sequence per choice, each with its generation config and text pipeline."""
         sequences = []
         for index in range(params.n):
             config = generation_config(params, max_new_tokens, index)
             stops = StopMatcher(params.stop)
             sequences.append(TextSequence(index, config, IncrementalDetokenizer(self._decode), stops))
-        return EngineRequest(request_id, prompt_ids, prompt_tokens, sequences)
+        return EngineRequest(request_id, prompt, sequences)
 
     def emit(self, request_id: int, outcome: Outcome) -> None:
         """Queue events (or a final error) for the server process."""
@@ -137,10 +133,8 @@ class Engine:
 class ContinuousBatchingEngine(Engine):
     """Serves many requests at once, stepping them together."""
 
-    def __init__(
-        self, pipeline: Any, context_length: int | None, prefix_cache: PrefixCacheTracker | None = None
-    ):
-        super().__init__(pipeline, context_length)
+    def __init__(self, pipeline: Any, prefix_cache: PrefixCacheTracker | None = None):
+        super().__init__(pipeline)
         self.active: dict[int, EngineRequest] = {}
         self.prefix_cache = prefix_cache
         self._handle_ids = itertools.count(1)
@@ -153,14 +147,15 @@ class ContinuousBatchingEngine(Engine):
     def running(self) -> int:
         return len(self.active)
 
-    def add(self, request_id: int, params: GenerationParams) -> None:
+    def add(self, request_id: int, params: GenerationParams, prompt: list[int], max_new_tokens: int) -> None:
         """Start a request; any failure (too long, bad template, engine refusal) fails only this request."""
         try:
-            request = self.new_request(request_id, params)
+            request = self.new_request(request_id, params, prompt, max_new_tokens)
             if self.prefix_cache is not None:
-                request.cached_tokens = self.prefix_cache.cached_tokens(request.prompt_list())
+                request.cached_tokens = self.prefix_cache.cached_tokens(request.prompt)
+            tensor = request.prompt_tensor()
             for seq in request.sequences:
-                seq.handle = self.pipeline.add_request(next(self._handle_ids), request.prompt_ids, seq.config)
+                seq.handle = self.pipeline.add_request(next(self._handle_ids), tensor, seq.config)
         except AdapterError as exc:
             self.emit(request_id, exc)
             return
@@ -222,7 +217,7 @@ class ContinuousBatchingEngine(Engine):
         """Record what the KV cache now holds for this request: its prompt and each choice's tokens."""
         if self.prefix_cache is None or not any(seq.generated for seq in request.sequences):
             return  # nothing generated: the prompt may never have been computed
-        prompt = request.prompt_list()
+        prompt = request.prompt
         for seq in request.sequences:
             self.prefix_cache.record(prompt + seq.detokenizer.token_ids)
 
@@ -242,13 +237,3 @@ def _cancel_handles(request: EngineRequest) -> None:
         if seq.handle is not None and not seq.done:
             seq.handle.cancel()
         seq.done = True
-
-
-def _completion_budget(context_length: int | None, prompt_tokens: int, max_tokens: int | None) -> int:
-    if context_length is None:
-        return max_tokens or FALLBACK_MAX_TOKENS
-    available = context_length - prompt_tokens
-    requested = max_tokens if max_tokens is not None else max(available, 0)
-    if available <= 0 or requested > available:
-        raise PromptTooLongError(prompt_tokens, requested, context_length)
-    return requested

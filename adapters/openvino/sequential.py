@@ -14,8 +14,8 @@ from typing import Any
 
 import openvino_genai as ov_genai
 
-from .base import AdapterError, GenerationFailedError, GenerationParams
-from .openvino_engine import Engine, EngineRequest, TextSequence
+from ..base import AdapterError, GenerationFailedError, GenerationParams
+from .engine import Engine, EngineRequest, TextSequence
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ class _SequenceStreamer(ov_genai.StreamerBase):
 class SequentialEngine(Engine):
     """Runs queued requests one after another on an ``LLMPipeline``."""
 
-    def __init__(self, pipeline: Any, context_length: int | None):
-        super().__init__(pipeline, context_length)
+    def __init__(self, pipeline: Any):
+        super().__init__(pipeline)
         self.pending: deque[EngineRequest] = deque()
         self.current: EngineRequest | None = None
         self._cancelled_current = False
@@ -72,9 +72,9 @@ class SequentialEngine(Engine):
     def running(self) -> int:
         return 0 if self.current is None else 1
 
-    def add(self, request_id: int, params: GenerationParams) -> None:
+    def add(self, request_id: int, params: GenerationParams, prompt: list[int], max_new_tokens: int) -> None:
         try:
-            self.pending.append(self.new_request(request_id, params))
+            self.pending.append(self.new_request(request_id, params, prompt, max_new_tokens))
         except AdapterError as exc:
             self.emit(request_id, exc)
 
@@ -105,7 +105,7 @@ class SequentialEngine(Engine):
     def _generate(self, request: EngineRequest) -> None:
         for sequence in request.sequences:
             streamer = _SequenceStreamer(self, request, sequence)
-            self.pipeline.generate(request.prompt_ids, sequence.config, streamer)
+            self.pipeline.generate(request.prompt_tensor(), sequence.config, streamer)
             if streamer.error is not None:
                 raise streamer.error
             if self._cancelled_current:

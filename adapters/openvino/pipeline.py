@@ -1,18 +1,24 @@
-"""Building openvino-genai pipelines and the configs they take; used inside the engine process."""
+"""Building an engine: load the pipeline for a spec, warm it up, wrap it (engine process only)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openvino as ov
 import openvino_genai as ov_genai
 
-from .base import ChatMessage, GenerationParams, InvalidConversationError, ModelLoadError, first_line
+from ..base import ModelLoadError
+from .engine import ContinuousBatchingEngine
 from .model_files import detect_format
-from .openvino_genai import PipelineSpec
 from .prefix_cache import PrefixCacheTracker
+from .sequential import SequentialEngine
+from .spec import PipelineSpec
 
 logger = logging.getLogger(__name__)
 
@@ -23,28 +29,25 @@ _KV_BLOCK_SIZES = {"CPU": 32, "GPU": 16}
 
 def build_engine(spec: PipelineSpec) -> Any:
     """Load the pipeline for ``spec``, warm it up and wrap it in the right engine."""
-    from .openvino_engine import ContinuousBatchingEngine
-    from .openvino_sequential import SequentialEngine
-
     fmt = detect_format(spec.path)
     check_device(spec.device)
     started = time.monotonic()
     try:
-        if spec.sequential:
-            pipeline = ov_genai.LLMPipeline(str(spec.path), spec.device, dict(spec.properties))
-        else:
-            pipeline = ov_genai.ContinuousBatchingPipeline(
-                str(spec.path), scheduler_config(spec.scheduler), spec.device, dict(spec.properties)
-            )
+        with _compile_cache_lock(spec.properties.get("CACHE_DIR")):
+            if spec.sequential:
+                pipeline = ov_genai.LLMPipeline(str(spec.path), spec.device, dict(spec.properties))
+            else:
+                pipeline = ov_genai.ContinuousBatchingPipeline(
+                    str(spec.path), scheduler_config(spec.scheduler), spec.device, dict(spec.properties)
+                )
     except RuntimeError as exc:
-        raise ModelLoadError(f"could not load {spec.path} on {spec.device}: {first_line(exc)}") from exc
+        logger.error("loading %s on %s failed: %s", spec.path, spec.device, exc)  # the whole message
+        raise ModelLoadError(f"could not load {spec.path} on {spec.device}: {_summary(exc)}") from exc
     warm_up(pipeline, sequential=spec.sequential)
     if spec.sequential:
-        engine = SequentialEngine(pipeline, spec.context_length)
+        engine = SequentialEngine(pipeline)
     else:
-        engine = ContinuousBatchingEngine(
-            pipeline, spec.context_length, _prefix_cache_tracker(pipeline, spec)
-        )
+        engine = ContinuousBatchingEngine(pipeline, _prefix_cache_tracker(pipeline, spec))
     logger.info(
         "loaded %s (%s) on %s with the %s engine in %.1f s",
         spec.model_id,
@@ -54,6 +57,34 @@ def build_engine(spec: PipelineSpec) -> Any:
         time.monotonic() - started,
     )
     return engine
+
+
+@contextlib.contextmanager
+def _compile_cache_lock(cache_dir: Any) -> Iterator[None]:
+    """Hold an exclusive lock on OpenVINO's compiled-model cache folder while a model compiles.
+
+    OpenVINO's cache is not safe across processes: two engines compiling the same model at once (a
+    restart beside a run-time load, or two servers sharing a cache) failed here with "filesystem
+    error: cannot set permissions: No such file or directory [.../<hash>.blob]".
+    """
+    if not cache_dir:
+        yield
+        return
+    folder = Path(str(cache_dir))
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".openarc-compile.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _summary(exc: BaseException) -> str:
+    """OpenVINO's messages start with "Exception from <source file>:<line>:"; the reason follows."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from", "Check "))]
+    return (useful or lines or [type(exc).__name__])[0]
 
 
 def _prefix_cache_tracker(pipeline: Any, spec: PipelineSpec) -> PrefixCacheTracker | None:
@@ -82,18 +113,6 @@ def check_device(device: str) -> None:
             )
 
 
-def encode_chat(tokenizer: Any, messages: tuple[ChatMessage, ...]) -> tuple[Any, int]:
-    """Render ``messages`` with the model's chat template and tokenize; returns (ids tensor, count)."""
-    history = ov_genai.ChatHistory([{"role": m.role, "content": m.content} for m in messages])
-    try:
-        prompt = tokenizer.apply_chat_template(history, add_generation_prompt=True)
-    except RuntimeError as exc:
-        raise InvalidConversationError(f"the model's chat template rejected the messages: {exc}") from exc
-    # The template already wrote any BOS/special tokens it wants; adding them again would double them.
-    ids = tokenizer.encode(prompt, add_special_tokens=False).input_ids
-    return ids, int(ids.get_shape()[-1])
-
-
 def scheduler_config(settings: dict[str, Any]) -> Any:
     """A ``SchedulerConfig`` from setting names and values; unknown names are a load error."""
     config = ov_genai.SchedulerConfig()
@@ -101,32 +120,6 @@ def scheduler_config(settings: dict[str, Any]) -> Any:
         if not hasattr(config, name):
             raise ModelLoadError(f"unknown scheduler setting {name!r}")
         setattr(config, name, value)
-    return config
-
-
-def generation_config(params: GenerationParams, max_new_tokens: int, index: int) -> Any:
-    """The ``GenerationConfig`` for choice ``index`` of a request."""
-    config = ov_genai.GenerationConfig()
-    config.max_new_tokens = max_new_tokens
-    config.ignore_eos = params.ignore_eos
-    config.presence_penalty = params.presence_penalty
-    config.frequency_penalty = params.frequency_penalty
-    config.repetition_penalty = params.repetition_penalty
-    if params.temperature > 0:
-        config.do_sample = True
-        config.temperature = params.temperature
-        config.top_p = params.top_p
-        if params.top_k > 0:
-            config.top_k = params.top_k
-        if params.min_p > 0:
-            config.min_p = params.min_p
-    if params.seed is not None:
-        config.rng_seed = params.seed + index  # n choices with one seed must still differ
-    # The engine stops on these; it keeps the matched text so that our StopMatcher, which sees every
-    # delta, is the one place that cuts it (openvino-genai alone leaves a stop string that ends
-    # mid-token in the output).
-    config.stop_strings = set(params.stop)
-    config.include_stop_str_in_output = True
     return config
 
 

@@ -1,7 +1,7 @@
 """``openarc export``: a model to an OpenVINO IR folder with optimum-intel, ahead of time.
 
 Sources: a Hugging Face model id (downloaded with huggingface-hub), a local transformers folder, or a
-``.gguf`` file (read by transformers, tokenizer checked and repaired, see ``gguf_convert``). The output
+``.gguf`` file (read by transformers, tokenizer checked and repaired, see ``gguf_source``). The output
 folder holds the IR, the OpenVINO tokenizer and detokenizer, the chat template and ``openarc-export.json``
 (how it was made). It is written next to its final name and renamed at the end, so a failed export
 never leaves a folder that looks valid. optimum-intel (and torch) come from the ``export`` extra and are
@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .base import first_line
-from .gguf_convert import (
+from ..base import first_line
+from ..openvino.model_files import detect_format
+from .gguf_source import (
     TOKENIZER_SAMPLES,
     gguf_to_transformers,
     hf_encoder,
     openvino_encoder,
     tokenizer_mismatches,
 )
-from .model_files import detect_format
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,76 @@
+"""The openvino-genai adapter: one engine process per (model, device), behind the adapter protocol.
+
+This module runs in the server process and imports no OpenVINO: the pipeline lives in the engine
+process (see ``process`` and ``worker``), built by ``pipeline.build_engine``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from ..base import Activity, Event, GenerationParams, ModelInfo, ModelLoadError
+from .model_files import context_length, detect_format
+from .process import EngineProcess
+from .spec import PipelineSpec
+
+logger = logging.getLogger(__name__)
+
+_BUILDER = "adapters.openvino.pipeline:build_engine"
+
+
+class OpenVINOGenAIAdapter:
+    """Serves one model on one device through its engine process."""
+
+    def __init__(self, info: ModelInfo, process: EngineProcess):
+        self.info = info
+        self._process = process
+
+    @classmethod
+    def load(
+        cls,
+        spec: PipelineSpec,
+        max_queue: int,
+        stall_timeout: float | None = None,
+        log_level: int | str = "INFO",
+    ) -> OpenVINOGenAIAdapter:
+        """Start the engine process and load the model (blocking); ``ModelLoadError`` if it cannot be."""
+        if detect_format(spec.path) not in ("gguf", "openvino-ir"):
+            raise ModelLoadError(
+                f"{spec.path} is not an OpenVINO IR folder or a .gguf file; export it first (see README)"
+            )
+        limit = context_length(spec.path)
+        spec = dataclasses.replace(spec, context_length=limit)
+        started = time.monotonic()
+        process = EngineProcess(
+            spec.model_id, _BUILDER, spec, spec.running_slots + max_queue, stall_timeout, log_level
+        )
+        logger.info("model %s ready on %s in %.1f s", spec.model_id, spec.device, time.monotonic() - started)
+        info = ModelInfo(
+            id=spec.model_id,
+            device=spec.device,
+            context_length=limit,
+            created=int(time.time()),
+            source=str(spec.path),
+            pid=process.pid,
+        )
+        return cls(info, process)
+
+    async def start(self, on_failure: Callable[[str], None]) -> None:
+        """Begin watching the engine on the running loop; ``on_failure(reason)`` if it dies or stalls."""
+        await self._process.start(on_failure)
+
+    async def stream(self, params: GenerationParams) -> AsyncIterator[Event]:
+        """Generate for ``params``; errors before the first event are raised from the first ``__anext__``."""
+        async for event in self._process.generate(params):
+            yield event
+
+    def activity(self) -> Activity:
+        """Requests held by the engine: accepted in total, and being generated now."""
+        return Activity(in_flight=self._process.in_flight, running=self._process.running)
+
+    async def close(self, reason: str = "The model was unloaded.") -> None:
+        """End every request with ``reason`` and stop the engine process."""
+        await self._process.close(reason)

@@ -1,0 +1,99 @@
+"""A request's prompt and generation settings in openvino-genai's terms (engine and preparer processes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import openvino as ov
+import openvino_genai as ov_genai
+
+from ..base import (
+    ChatMessage,
+    GenerationParams,
+    InvalidConversationError,
+    InvalidParametersError,
+    PromptTooLongError,
+    first_line,
+)
+
+FALLBACK_MAX_TOKENS = 4096
+"""Completion budget when a model's context length is unknown and the request sets no max_tokens."""
+
+
+def prepare_prompt(
+    tokenizer: Any, params: GenerationParams, context_length: int | None
+) -> tuple[list[int], int]:
+    """Template and tokenize a request's chat, check the context window and the sampling settings.
+
+    Returns the prompt's token ids and the completion budget; raises ``PromptTooLongError``,
+    ``InvalidConversationError`` when the template or the tokenizer fails on these messages, or
+    ``InvalidParametersError`` when openvino-genai refuses the generation config.
+    """
+    try:
+        ids, count = encode_chat(tokenizer, params.messages)
+    except InvalidConversationError:
+        raise
+    except Exception as exc:  # a tokenizer failure on this input is the input's problem: a 400
+        raise InvalidConversationError(f"the messages could not be tokenized: {first_line(exc)}") from exc
+    budget = completion_budget(context_length, count, params.max_tokens)
+    try:  # checked here, so the engine's add_request never fails on a request's own settings
+        generation_config(params, budget, 0).validate()
+    except RuntimeError as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip() and not line.startswith("Check ")]
+        raise InvalidParametersError(lines[0] if lines else first_line(exc)) from exc
+    return ids.data[0].tolist(), budget
+
+
+def completion_budget(context_length: int | None, prompt_tokens: int, max_tokens: int | None) -> int:
+    """Tokens the completion may take; ``PromptTooLongError`` when prompt and completion do not fit."""
+    if context_length is None:
+        return max_tokens or FALLBACK_MAX_TOKENS
+    available = context_length - prompt_tokens
+    requested = max_tokens if max_tokens is not None else max(available, 0)
+    if available <= 0 or requested > available:
+        raise PromptTooLongError(prompt_tokens, requested, context_length)
+    return requested
+
+
+def ids_tensor(ids: list[int]) -> Any:
+    """Token ids as the [1, n] int64 tensor the pipelines take."""
+    return ov.Tensor(np.array([ids], dtype=np.int64))
+
+
+def encode_chat(tokenizer: Any, messages: tuple[ChatMessage, ...]) -> tuple[Any, int]:
+    """Render ``messages`` with the model's chat template and tokenize; returns (ids tensor, count)."""
+    history = ov_genai.ChatHistory([{"role": m.role, "content": m.content} for m in messages])
+    try:
+        prompt = tokenizer.apply_chat_template(history, add_generation_prompt=True)
+    except RuntimeError as exc:
+        raise InvalidConversationError(f"the model's chat template rejected the messages: {exc}") from exc
+    # The template already wrote any BOS/special tokens it wants; adding them again would double them.
+    ids = tokenizer.encode(prompt, add_special_tokens=False).input_ids
+    return ids, int(ids.get_shape()[-1])
+
+
+def generation_config(params: GenerationParams, max_new_tokens: int, index: int) -> Any:
+    """The ``GenerationConfig`` for choice ``index`` of a request."""
+    config = ov_genai.GenerationConfig()
+    config.max_new_tokens = max_new_tokens
+    config.ignore_eos = params.ignore_eos
+    config.presence_penalty = params.presence_penalty
+    config.frequency_penalty = params.frequency_penalty
+    config.repetition_penalty = params.repetition_penalty
+    if params.temperature > 0:
+        config.do_sample = True
+        config.temperature = params.temperature
+        config.top_p = params.top_p
+        if params.top_k > 0:
+            config.top_k = params.top_k
+        if params.min_p > 0:
+            config.min_p = params.min_p
+    if params.seed is not None:
+        config.rng_seed = params.seed + index  # n choices with one seed must still differ
+    # The engine stops on these; it keeps the matched text so that our StopMatcher, which sees every
+    # delta, is the one place that cuts it (openvino-genai alone leaves a stop string that ends
+    # mid-token in the output).
+    config.stop_strings = set(params.stop)
+    config.include_stop_str_in_output = True
+    return config

@@ -1,0 +1,40 @@
+"""``PipelineSpec``: what the engine process needs to load a model. Imports no OpenVINO."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+EngineKind = Literal["auto", "continuous", "sequential"]
+# Devices whose LLM pipelines cannot batch requests: they get the sequential engine under "auto".
+_SEQUENTIAL_DEVICES = {"NPU"}
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """Everything the engine process needs to load a model (picklable: it crosses the process boundary)."""
+
+    model_id: str
+    path: Path
+    device: str
+    properties: dict[str, Any] = field(default_factory=dict)
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    engine: EngineKind = "auto"
+    context_length: int | None = None
+
+    @property
+    def device_family(self) -> str:
+        """The device without index or targets: ``GPU.1`` -> ``GPU``, ``AUTO:GPU,CPU`` -> ``AUTO``."""
+        return self.device.split(":")[0].split(".")[0].upper()
+
+    @property
+    def sequential(self) -> bool:
+        if self.engine != "auto":
+            return self.engine == "sequential"
+        return self.device_family in _SEQUENTIAL_DEVICES
+
+    @property
+    def running_slots(self) -> int:
+        """Requests the engine generates for at once."""
+        return 1 if self.sequential else int(self.scheduler.get("max_num_seqs", 256))
