@@ -15,9 +15,12 @@ import msgspec
 FinishReason = Literal["stop", "length"]
 
 
-@dataclass(frozen=True)
-class ChatMessage:
-    """One chat turn, already flattened to text, as the model's chat template expects it."""
+class ChatMessage(msgspec.Struct, frozen=True):
+    """One chat turn, already flattened to text, as the model's chat template expects it.
+
+    A Struct rather than a dataclass: 20,000 of them are built on the event loop for one request, and
+    a frozen dataclass took 50-90 ms for that.
+    """
 
     role: str
     content: str

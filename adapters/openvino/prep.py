@@ -14,6 +14,7 @@ on each other). End-of-file means the engine is gone: the preparer exits.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import socket
@@ -60,7 +61,8 @@ def preparer_main(sock: socket.socket, spec: Any, log_level: int | str) -> None:
     while (message := inbox.get()) is not None:
         try:
             prompt, budget = prepare_prompt(tokenizer, message.params, spec.context_length)
-            reply: Prepared | Rejected = Prepared(message.request_id, prompt, budget)
+            settings = dataclasses.replace(message.params, messages=())
+            reply: Prepared | Rejected = Prepared(message.request_id, prompt, budget, settings)
         except AdapterError as exc:
             reply = Rejected(message.request_id, failure_to_wire(exc))
         except Exception as exc:  # whatever this request does, the preparer keeps serving the others

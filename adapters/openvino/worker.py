@@ -19,18 +19,18 @@ from typing import Any
 
 from ..base import AdapterError, first_line
 from ..channel import (
-    Add,
     Batch,
     BlockingFrames,
     Cancel,
     ChannelClosedError,
     Close,
+    EngineInbox,
+    ForwardedAdd,
     FromPreparer,
     LoadFailed,
     Prepared,
     Ready,
     Rejected,
-    ToEngine,
     failure_from_wire,
     failure_to_wire,
 )
@@ -48,7 +48,7 @@ def engine_main(
 ) -> None:
     """The engine process's entry point: ``builder`` (``module:function``) loads ``spec`` into an engine."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    frames = BlockingFrames(sock, ToEngine)
+    frames = BlockingFrames(sock, EngineInbox)
     preparer = BlockingFrames(preparer_sock, FromPreparer)
     module_name, _, function_name = builder.partition(":")
     try:
@@ -81,7 +81,7 @@ class EngineLoop:
         self.frames = frames
         self.preparer = preparer
         self.engine = engine
-        self.preparing: dict[int, Any] = {}  # request id -> params, while its prompt is being prepared
+        self.preparing: set[int] = set()  # requests whose prompts the preparer has
         self.closing = False
         self.steps = 0
         self.reported_running = 0
@@ -129,22 +129,23 @@ class EngineLoop:
                 self.from_preparer(message)
 
     def from_server(self, message: Any) -> None:
-        if isinstance(message, Add):
-            self.preparing[message.request_id] = message.params
+        if isinstance(message, ForwardedAdd):
+            self.preparing.add(message.request_id)
             self.preparer.send(message)
         elif isinstance(message, Cancel):
-            # Still being prepared: forget it, and drop the preparer's answer when it comes.
-            if self.preparing.pop(message.request_id, None) is None:
+            if message.request_id in self.preparing:  # forget it; its prepared prompt will be dropped
+                self.preparing.discard(message.request_id)
+            else:
                 self.engine.cancel(message.request_id)
         elif isinstance(message, Close):
             self.closing = True
 
     def from_preparer(self, message: Any) -> None:
-        params = self.preparing.pop(message.request_id, None)
-        if params is None:
+        if message.request_id not in self.preparing:
             return  # cancelled while it was being prepared
+        self.preparing.discard(message.request_id)
         if isinstance(message, Prepared):
-            self.engine.add(message.request_id, params, message.prompt, message.max_new_tokens)
+            self.engine.add(message.request_id, message.params, message.prompt, message.max_new_tokens)
         elif isinstance(message, Rejected):
             self.engine.emit(message.request_id, failure_from_wire(message.failure))
 
