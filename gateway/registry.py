@@ -9,6 +9,7 @@ model that is not ready gets 503 (with ``Retry-After`` while it may still come b
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -22,12 +23,13 @@ from adapters.base import Adapter, AdapterError, ModelInfo
 
 from .config import ConfigError, ModelSpec, ServerConfig
 from .errors import ConflictError, ModelNotFoundError, ModelNotReadyError
+from .logs import configure_logging
 from .sources import resolve_source, servable_path
 
 logger = logging.getLogger(__name__)
 
-Loader = Callable[[ModelSpec, Path, Path], Adapter]
-"""Builds an adapter for a spec, given the model's local path and the cache folder (blocking)."""
+Loader = Callable[[ModelSpec, Path, ServerConfig], Adapter]
+"""Builds an adapter for a spec, given the model's local path and the server's config (blocking)."""
 
 ModelState = Literal["loading", "ready", "restarting", "failed"]
 
@@ -37,8 +39,12 @@ RESTART_BACKOFF = (1.0, 30.0)
 """Wait before restart attempt k: the first figure doubled k-1 times, at most the second."""
 
 
-def load_openvino_genai(spec: ModelSpec, path: Path, cache_dir: Path) -> Adapter:
-    """The default loader: the openvino-genai adapter, with compiled blobs cached between runs."""
+def load_openvino_genai(spec: ModelSpec, path: Path, config: ServerConfig) -> Adapter:
+    """The default loader: the openvino-genai adapter, with compiled blobs cached between runs.
+
+    The engine processes log like the server (level and text or JSON lines): they are handed the
+    server's own logging setup, which they run at start.
+    """
     from adapters.openvino.adapter import OpenVINOGenAIAdapter
     from adapters.openvino.spec import PipelineSpec
 
@@ -46,13 +52,12 @@ def load_openvino_genai(spec: ModelSpec, path: Path, cache_dir: Path) -> Adapter
         model_id=spec.id,
         path=path,
         device=spec.device,
-        properties={"CACHE_DIR": str(cache_dir / "compiled"), **spec.properties},
+        properties={"CACHE_DIR": str(config.cache_path / "compiled"), **spec.properties},
         scheduler=msgspec.structs.asdict(spec.scheduler),
         engine=spec.engine,
     )
-    return OpenVINOGenAIAdapter.load(
-        pipeline, spec.max_queue, spec.stall_timeout, logging.getLogger().getEffectiveLevel()
-    )
+    setup_logging = functools.partial(configure_logging, config.log_level, config.log_format)
+    return OpenVINOGenAIAdapter.load(pipeline, spec.max_queue, spec.stall_timeout, setup_logging)
 
 
 @dataclass
@@ -161,7 +166,7 @@ class ModelRegistry:
             path, entry.warning = servable_path(
                 source, entry.spec.id, self._config.cache_path, entry.spec.export
             )
-            entry.adapter = self._loader(entry.spec, path, self._config.cache_path)
+            entry.adapter = self._loader(entry.spec, path, self._config)
         except (ConfigError, AdapterError) as exc:
             entry.state, entry.error = "failed", str(exc)
             if log_failure:  # at start-up the CLI reports it, once

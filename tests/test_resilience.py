@@ -104,6 +104,8 @@ async def test_huge_requests_while_eight_streams_run(aclient, base_url):
         # Each stream has its own length: text from another request would show as a wrong count.
         assert (reason, tokens) == ("length", 60 + index), (index, reason, tokens)
         assert text.strip()
+    # Not compared with each prompt's text alone: with streams of different lengths the engine is not
+    # batch-invariant (tried: stream 1 diverged from its solo text after a few dozen tokens).
 
 
 # --- hostile input -------------------------------------------------------------------------------------

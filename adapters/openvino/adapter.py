@@ -34,7 +34,7 @@ class OpenVINOGenAIAdapter:
         spec: PipelineSpec,
         max_queue: int,
         stall_timeout: float | None = None,
-        log_level: int | str = "INFO",
+        setup_logging: Callable[[], None] = logging.basicConfig,
     ) -> OpenVINOGenAIAdapter:
         """Start the engine process and load the model (blocking); ``ModelLoadError`` if it cannot be."""
         if detect_format(spec.path) not in ("gguf", "openvino-ir"):
@@ -45,7 +45,7 @@ class OpenVINOGenAIAdapter:
         spec = dataclasses.replace(spec, context_length=limit)
         started = time.monotonic()
         process = EngineProcess(
-            spec.model_id, _BUILDER, spec, spec.running_slots + max_queue, stall_timeout, log_level
+            spec.model_id, _BUILDER, spec, spec.running_slots + max_queue, stall_timeout, setup_logging
         )
         logger.info("model %s ready on %s in %.1f s", spec.model_id, spec.device, time.monotonic() - started)
         info = ModelInfo(

@@ -19,6 +19,7 @@ import logging
 import queue
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..base import AdapterError, InvalidConversationError, first_line
@@ -36,9 +37,9 @@ from ..channel import (
 logger = logging.getLogger(__name__)
 
 
-def preparer_main(sock: socket.socket, spec: Any, log_level: int | str) -> None:
+def preparer_main(sock: socket.socket, spec: Any, setup_logging: Callable[[], None]) -> None:
     """Load the model's tokenizer (with its chat template), then prepare requests until end-of-file."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     frames = BlockingFrames(sock, Add)
     try:
         import openvino_genai as ov_genai

@@ -64,9 +64,13 @@ class EngineProcess:
         spec: Any,
         max_in_flight: int,
         stall_timeout: float | None = None,
-        log_level: int | str = "INFO",
+        setup_logging: Callable[[], None] = logging.basicConfig,
     ):
-        """Start the process and wait until the model is loaded; ``ModelLoadError`` if it cannot be."""
+        """Start the processes and wait until the model is loaded; ``ModelLoadError`` if it cannot be.
+
+        ``setup_logging`` runs first thing in each child (it must pickle: a module-level function or a
+        ``functools.partial`` of one), so the children log the way the server does.
+        """
         self._name = name
         self._max_in_flight = max_in_flight
         self._stall_timeout = stall_timeout
@@ -75,13 +79,13 @@ class EngineProcess:
         to_preparer, preparer_end = socket_pair()
         self._process = context.Process(
             target=engine_main,
-            args=(engine_end, to_preparer, builder, spec, log_level),
+            args=(engine_end, to_preparer, builder, spec, setup_logging),
             name=f"openarc-engine-{name}",
             daemon=True,
         )
         self._preparer = context.Process(
             target=preparer_main,
-            args=(preparer_end, spec, log_level),
+            args=(preparer_end, spec, setup_logging),
             name=f"openarc-prep-{name}",
             daemon=True,
         )

@@ -15,6 +15,7 @@ import logging
 import select
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..base import AdapterError, first_line
@@ -44,10 +45,14 @@ PREPARER_EXITED = 3
 
 
 def engine_main(
-    sock: socket.socket, preparer_sock: socket.socket, builder: str, spec: Any, log_level: int | str
+    sock: socket.socket,
+    preparer_sock: socket.socket,
+    builder: str,
+    spec: Any,
+    setup_logging: Callable[[], None],
 ) -> None:
     """The engine process's entry point: ``builder`` (``module:function``) loads ``spec`` into an engine."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     frames = BlockingFrames(sock, EngineInbox)
     preparer = BlockingFrames(preparer_sock, FromPreparer)
     module_name, _, function_name = builder.partition(":")
