@@ -8,6 +8,7 @@ Reference: https://platform.openai.com/docs/api-reference/chat
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -248,6 +249,7 @@ class Readiness(Wire, kw_only=True):
 
 
 _chat_request_decoder = msgspec.json.Decoder(ChatCompletionRequest)
+_LONE_HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
 
 
 def decode_chat_request(body: bytes) -> ChatCompletionRequest:
@@ -260,3 +262,11 @@ def decode_chat_request(body: bytes) -> ChatCompletionRequest:
         return _chat_request_decoder.decode(body)
     except UnicodeDecodeError as exc:
         raise msgspec.DecodeError(f"the body is not valid UTF-8 (byte {exc.start})") from None
+    except msgspec.DecodeError as exc:
+        # msgspec 0.22 calls a lone high surrogate escape ("\ud800") "Input data was truncated".
+        lone = _LONE_HIGH_SURROGATE.search(body)
+        if lone is not None and "truncated" in str(exc):
+            raise msgspec.DecodeError(
+                f"JSON is malformed: invalid utf-16 surrogate pair (byte {lone.start()})"
+            ) from None
+        raise

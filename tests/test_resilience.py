@@ -206,6 +206,8 @@ def test_hostile_input(http, name, raw, headers, status, param):
         assert response.status_code == 200, response.text
     else:
         error = assert_openai_error(response, status)
+        if name in ("invalid utf-8", "lone surrogate"):
+            assert ("UTF-8" if name == "invalid utf-8" else "surrogate") in error["message"], error
         if param is not None:
             assert (error["param"] or "").startswith(param), error
         assert "X-Evil" not in response.headers
