@@ -61,6 +61,10 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     batch); ``auto`` picks sequential for NPU and continuous batching elsewhere."""
     max_queue: Annotated[int, Meta(ge=0)] = 64
     """Requests allowed to wait beyond ``scheduler.max_num_seqs``; past that, clients get 429."""
+    chat_template: str | None = None
+    """A Jinja chat template to use instead of the model's own: the template itself, or the path of a
+    file holding it (as llama.cpp's ``--chat-template-file`` and vLLM's ``--chat-template``). Text
+    with ``{{`` or ``{%`` is a template; anything else is a path."""
     request_timeout: Annotated[float, Meta(gt=0)] | None = 600.0
     """Seconds a request may take, queueing included; then its generation stops and the client gets
     408 (or, mid-stream, an error event). ``None`` disables the limit."""

@@ -24,7 +24,7 @@ from adapters.base import Adapter, AdapterError, ModelInfo
 from .config import ConfigError, ModelSpec, ServerConfig
 from .errors import ConflictError, ModelNotFoundError, ModelNotReadyError
 from .logs import configure_logging
-from .sources import resolve_source, servable_path
+from .sources import chat_template_text, resolve_source, servable_path
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def load_openvino_genai(spec: ModelSpec, path: Path, config: ServerConfig) -> Ad
         properties={"CACHE_DIR": str(config.cache_path / "compiled"), **spec.properties},
         scheduler=msgspec.structs.asdict(spec.scheduler),
         engine=spec.engine,
+        chat_template=chat_template_text(spec.chat_template),
     )
     setup_logging = functools.partial(configure_logging, config.log_level, config.log_format)
     return OpenVINOGenAIAdapter.load(pipeline, spec.max_queue, spec.stall_timeout, setup_logging)

@@ -43,6 +43,18 @@ LOAD_TIME_EXPORT_WARNING = (
 )
 
 
+def chat_template_text(value: str | None) -> str | None:
+    """A ``chat_template`` setting as template text: itself, or the file it names (``ConfigError`` if
+    that file cannot be read)."""
+    if value is None or "{{" in value or "{%" in value:
+        return value
+    path = Path(value).expanduser()
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read chat_template file {path}: {first_line(exc)}") from exc
+
+
 def servable_path(path: Path, model_id: str, cache_dir: Path, allow_export: bool) -> tuple[Path, str | None]:
     """A path the engine can load, and a warning if getting it meant exporting at load time.
 

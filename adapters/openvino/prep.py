@@ -51,6 +51,9 @@ def preparer_main(sock: socket.socket, spec: Any, setup_logging: Callable[[], No
     except Exception as exc:  # the engine reports it as the model's load failure
         logger.exception("the prompt preparer could not load the tokenizer")
         state = LoadFailed(f"could not load the tokenizer: {first_line(exc)}")
+    else:
+        if spec.chat_template is not None:
+            state = _use_chat_template(tokenizer, spec.chat_template)
     try:
         frames.send(state)
     except OSError:  # the engine already gave up (its own load failed): nothing to prepare for
@@ -74,6 +77,18 @@ def preparer_main(sock: socket.socket, spec: Any, setup_logging: Callable[[], No
             frames.send(reply)
         except OSError:
             return
+
+
+def _use_chat_template(tokenizer: Any, template: str) -> Ready | LoadFailed:
+    """Replace the model's chat template, and render a short chat with it now, so a broken template is
+    a load failure with its reason rather than a 400 on every request."""
+    tokenizer.set_chat_template(template)
+    sample = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    try:
+        tokenizer.apply_chat_template(sample, add_generation_prompt=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to render is the template's
+        return LoadFailed(f"the configured chat_template does not render: {first_line(exc)}")
+    return Ready()
 
 
 def _read(frames: BlockingFrames, inbox: queue.SimpleQueue) -> None:

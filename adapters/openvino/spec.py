@@ -22,6 +22,8 @@ class PipelineSpec:
     scheduler: dict[str, Any] = field(default_factory=dict)
     engine: EngineKind = "auto"
     context_length: int | None = None
+    chat_template: str | None = None
+    """Jinja text replacing the model's own chat template; ``None`` keeps the model's."""
 
     @property
     def device_family(self) -> str:
