@@ -16,16 +16,19 @@ import openvino_genai as ov_genai
 
 from ..base import (
     AdapterError,
+    EngineUnavailableError,
     Event,
     Finished,
     GenerationFailedError,
     GenerationParams,
     TextDelta,
     Usage,
+    first_line,
 )
 from ..text import IncrementalDetokenizer, StopMatcher, detokenize_batch
 from .prefix_cache import PrefixCacheTracker
 from .prompt import generation_config, ids_tensor
+from .worker import EngineBrokenError
 
 logger = logging.getLogger(__name__)
 
@@ -176,13 +179,16 @@ class ContinuousBatchingEngine(Engine):
         """Advance every running request by one step and collect what it produced."""
         try:
             self.pipeline.step()
-        except Exception as exc:  # the batch is shared: fail its requests, keep the engine serving
+        except Exception as exc:
+            # Measured (a structured-output schema xgrammar cannot compile): after a failed step the
+            # pipeline refuses every later step ("cannot be called when we are already in scheduling
+            # phase"). So fail the batch and stop; the server restarts the engine on a fresh pipeline.
             logger.exception("engine step failed; failing %d running requests", len(self.active))
-            for request_id, request in list(self.active.items()):
-                _cancel_handles(request)
-                self.emit(request_id, GenerationFailedError(f"engine step failed: {exc}"))
+            reason = f"the engine failed a step and is restarting ({first_line(exc)})"
+            for request_id in list(self.active):
+                self.emit(request_id, EngineUnavailableError(reason, retry_after=2))
             self.active.clear()
-            return
+            raise EngineBrokenError(reason) from exc
         reads: list[tuple[EngineRequest, TextSequence, list[int], bool]] = []
         for request_id, request in list(self.active.items()):
             try:

@@ -46,7 +46,7 @@ from ..channel import (
     socket_pair,
 )
 from .prep import preparer_main
-from .worker import PREPARER_EXITED, engine_main
+from .worker import ENGINE_BROKEN, PREPARER_EXITED, engine_main
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +214,8 @@ class EngineProcess:
                 code = self._process.exitcode
                 if code == PREPARER_EXITED:
                     self._fail("the engine's prompt preparer process exited")
+                elif code == ENGINE_BROKEN:
+                    self._fail("the engine failed a step and is restarting")
                 else:
                     self._fail(f"the engine process exited (exit code {code})")
         except Exception:  # a message we cannot read means the stream can no longer be trusted

@@ -42,6 +42,13 @@ HEARTBEAT_SECONDS = 1.0
 """Longest silence while the engine has work, so a long prefill is not taken for a stall."""
 PREPARER_EXITED = 3
 """The engine's exit code when its prompt preparer died (the server restarts both)."""
+ENGINE_BROKEN = 4
+"""The engine's exit code after a failed step: its pipeline cannot be trusted (the server restarts it)."""
+
+
+class EngineBrokenError(Exception):
+    """Raised by an engine's ``step()`` when its pipeline cannot be trusted any more: the loop reports
+    the failed requests and the process exits with ``ENGINE_BROKEN`` so the server starts a new one."""
 
 
 def engine_main(
@@ -72,8 +79,12 @@ def engine_main(
     frames.send(preparer_state if isinstance(preparer_state, LoadFailed) else Ready())
     if isinstance(preparer_state, LoadFailed):
         return
+    loop = EngineLoop(frames, preparer, engine)
     try:
-        EngineLoop(frames, preparer, engine).run()
+        loop.run()
+    except EngineBrokenError:
+        loop.send()  # the failed requests learn why before the process goes
+        raise SystemExit(ENGINE_BROKEN) from None
     except (ChannelClosedError, BrokenPipeError, ConnectionResetError) as exc:
         logger.info("engine channel closed (%s); stopping", exc)
         engine.close()
