@@ -100,7 +100,6 @@ class EngineProcess:
         self._ids = itertools.count(1)
         self._requests: dict[int, asyncio.Queue[list[Event] | AdapterError]] = {}
         self._in_engine: set[int] = set()  # requests the engine still works on (the watchdog's concern)
-        self._in_flight = 0
         self._running = 0
         self._last_progress = time.monotonic()
         self._down: str | None = None  # why the engine stopped serving, once it has
@@ -113,7 +112,7 @@ class EngineProcess:
     @property
     def in_flight(self) -> int:
         """Requests accepted and not yet finished or released."""
-        return self._in_flight
+        return len(self._requests)
 
     @property
     def running(self) -> int:
@@ -138,7 +137,7 @@ class EngineProcess:
         """Submit a request and yield its events; closing the iterator early cancels it in the engine."""
         if self._down is not None:
             raise EngineUnavailableError(self._down, retry_after=_RESTART_AFTER)
-        if self._in_flight >= self._max_in_flight:
+        if len(self._requests) >= self._max_in_flight:
             raise EngineOverloadedError(retry_after=1)
         await self.start()
         if self._frames is None or self._down is not None:
@@ -149,7 +148,6 @@ class EngineProcess:
             self._last_progress = time.monotonic()
         self._requests[request_id] = events
         self._in_engine.add(request_id)
-        self._in_flight += 1
         try:
             self._frames.send(Add(request_id, params))
             await self._frames.drain()  # a large prompt: wait for the socket rather than buffer more
@@ -164,7 +162,6 @@ class EngineProcess:
         except ConnectionError:
             raise EngineUnavailableError(self._down or "the engine process exited", _RESTART_AFTER) from None
         finally:
-            self._in_flight -= 1
             self._requests.pop(request_id, None)
             if request_id in self._in_engine and self._down is None:
                 self._frames.send(Cancel(request_id))
