@@ -8,11 +8,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
 FinishReason = Literal["stop", "length"]
+
+
+class ToolCall(msgspec.Struct, frozen=True):
+    """A function call an assistant turn made, as chat templates expect it."""
+
+    id: str
+    name: str
+    arguments: Any
+    """The decoded arguments (OpenAI sends a JSON string; templates render an object, as vLLM passes it)."""
 
 
 class ChatMessage(msgspec.Struct, frozen=True):
@@ -24,6 +33,10 @@ class ChatMessage(msgspec.Struct, frozen=True):
 
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    """Calls made by an assistant turn."""
+    tool_call_id: str | None = None
+    """For a ``tool`` turn: the call it answers."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,9 @@ class GenerationParams:
     repetition_penalty: float = 1.0
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
+    tools: tuple[dict[str, Any], ...] = ()
+    """Tool definitions for the chat template, in OpenAI's shape (``{"type": "function", "function":
+    {...}}``). Only the template sees them for now: output is not parsed into tool calls yet."""
 
 
 @dataclass(frozen=True)

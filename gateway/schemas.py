@@ -9,7 +9,7 @@ Reference: https://platform.openai.com/docs/api-reference/chat
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -54,12 +54,24 @@ class UserMessage(Wire, kw_only=True, tag_field="role", tag="user"):
     name: str | None = None
 
 
+class Function(Wire, kw_only=True):
+    name: str
+    arguments: str
+    """A JSON object, encoded as a string (as OpenAI sends it)."""
+
+
+class ChatCompletionMessageToolCall(Wire, kw_only=True):
+    id: str
+    type: Literal["function"] = "function"
+    function: Function
+
+
 class AssistantMessage(Wire, kw_only=True, tag_field="role", tag="assistant"):
     # Optional: an assistant turn that only called tools has no content.
     content: MessageContent | None = None
     name: str | None = None
     refusal: str | None = None
-    tool_calls: list[dict] | None = None
+    tool_calls: list[ChatCompletionMessageToolCall] | None = None
 
 
 class ToolMessage(Wire, kw_only=True, tag_field="role", tag="tool"):
@@ -68,6 +80,19 @@ class ToolMessage(Wire, kw_only=True, tag_field="role", tag="tool"):
 
 
 ChatCompletionMessageParam = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage
+
+
+class FunctionDefinition(Wire, kw_only=True):
+    # UNSET when absent, so the chat template sees only what the client sent.
+    name: str
+    description: str | None | UnsetType = UNSET
+    parameters: dict[str, Any] | None | UnsetType = UNSET
+    strict: bool | None | UnsetType = UNSET
+
+
+class ChatCompletionTool(Wire, kw_only=True):
+    type: Literal["function"]
+    function: FunctionDefinition
 
 
 class StreamOptions(Wire, kw_only=True):
@@ -93,6 +118,8 @@ class ChatCompletionRequest(Wire, kw_only=True):
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
+    # Passed to the chat template; the output is not parsed into tool calls yet (issue 8).
+    tools: list[ChatCompletionTool] | None = None
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     top_p: Annotated[float, Meta(gt=0.0, le=1.0)] | None = None
     # Accepted and ignored: they do not change what the model generates.

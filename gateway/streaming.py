@@ -28,12 +28,14 @@ from adapters.base import (
     Finished,
     GenerationParams,
     TextDelta,
+    ToolCall,
     Usage,
 )
 
 from . import __version__
 from .errors import (
     ClientDisconnectedError,
+    InvalidRequestError,
     OverloadedError,
     RequestTimeoutError,
     UnsupportedParameterError,
@@ -47,6 +49,7 @@ from .schemas import (
     ChatCompletionChunk,
     ChatCompletionMessage,
     ChatCompletionMessageParam,
+    ChatCompletionMessageToolCall,
     ChatCompletionRequest,
     Choice,
     ChoiceDelta,
@@ -73,7 +76,7 @@ def to_params(request: ChatCompletionRequest) -> GenerationParams:
         raise UnsupportedParameterError("logprobs are not supported by this server", param="logprobs")
     stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
     return GenerationParams(
-        messages=tuple(_to_chat_message(m) for m in request.messages),
+        messages=tuple(_to_chat_message(i, m) for i, m in enumerate(request.messages)),
         max_tokens=request.max_completion_tokens or request.max_tokens,
         n=request.n,
         temperature=1.0 if request.temperature is None else request.temperature,
@@ -86,14 +89,33 @@ def to_params(request: ChatCompletionRequest) -> GenerationParams:
         repetition_penalty=request.repetition_penalty,
         stop=stop,
         ignore_eos=request.ignore_eos,
+        tools=tuple(msgspec.to_builtins(tool) for tool in request.tools or ()),
     )
 
 
-def _to_chat_message(message: ChatCompletionMessageParam) -> ChatMessage:
+def _to_chat_message(index: int, message: ChatCompletionMessageParam) -> ChatMessage:
     role = type(message).__struct_config__.tag
     content = message.content
     text = "\n".join(part.text for part in content) if isinstance(content, list) else (content or "")
-    return ChatMessage(role=_TEMPLATE_ROLES.get(role, role), content=text)
+    calls = getattr(message, "tool_calls", None) or ()
+    return ChatMessage(
+        role=_TEMPLATE_ROLES.get(role, role),
+        content=text,
+        tool_calls=tuple(_to_tool_call(index, j, call) for j, call in enumerate(calls)),
+        tool_call_id=getattr(message, "tool_call_id", None),
+    )
+
+
+def _to_tool_call(message: int, index: int, call: ChatCompletionMessageToolCall) -> ToolCall:
+    """A call from the history with its arguments decoded: chat templates render them as an object."""
+    try:
+        arguments = msgspec.json.decode(call.function.arguments)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(
+            f"The tool call's arguments are not valid JSON: {exc}",
+            param=f"messages[{message}].tool_calls[{index}].function.arguments",
+        ) from None
+    return ToolCall(id=call.id, name=call.function.name, arguments=arguments)
 
 
 @dataclass

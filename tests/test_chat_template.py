@@ -81,3 +81,76 @@ def test_broken_template_is_a_load_failure_with_its_reason(http, chat_template, 
     assert response.status_code == 400, response.text
     assert reason in response.json()["error"]["message"]
     assert "badly-templated" not in [m["id"] for m in http.get("/admin/models", headers=AUTH).json()["data"]]
+
+
+# Renders the tools and every turn's tool calls and tool results, so they show in the prompt's length.
+# It renders a call's arguments whole: openvino-genai's template engine (minja) probes each template, and
+# one whose output does not show the arguments it was given is taken as not supporting tool calls and
+# gets them "polyfilled" (the calls written as JSON into the content, tool turns sent as user turns).
+# Blocks are trimmed as in Hugging Face's Jinja settings: no newline after "{% endif %}".
+TOOLS_TEMPLATE = (
+    "{% if tools %}TOOLS:{% for t in tools %}{{ t.function.name }}({{ t.function.parameters | tojson }});"
+    "{% endfor %}\n{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.content %}{{ m.content }}{% endif %}"
+    "{% for c in m.tool_calls or [] %}[call {{ c.id }} {{ c.function.name }} "
+    "{{ c.function.arguments | tojson }}]"
+    "{% endfor %}{% if m.tool_call_id %}(answers {{ m.tool_call_id }}){% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+TOOL_CHAT = [
+    {"role": "user", "content": "Weather in Paris?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"},
+]
+
+
+def test_tool_calls_and_tools_reach_the_template(http, client, tokenizer, loaded):
+    response = http.post(
+        "/admin/models",
+        headers=AUTH,
+        json={"id": "tools-template", "source": "demo", "chat_template": TOOLS_TEMPLATE},
+    )
+    assert response.status_code == 200, response.text
+    loaded.append("tools-template")
+    answer = client.chat.completions.create(
+        model="tools-template", messages=TOOL_CHAT, tools=[WEATHER_TOOL], max_tokens=4, temperature=0
+    )
+    expected = (
+        'TOOLS:get_weather({"type": "object", "properties": {"city": {"type": "string"}}, '
+        '"required": ["city"]});'
+        "<|im_start|>user\nWeather in Paris?<|im_end|>\n"
+        '<|im_start|>assistant\n[call call_1 get_weather {"city": "Paris"}]<|im_end|>\n'
+        "<|im_start|>tool\nsunny, 21 C(answers call_1)<|im_end|>\n<|im_start|>assistant\n"
+    )
+    tokens = int(tokenizer.encode(expected, add_special_tokens=False).input_ids.get_shape()[-1])
+    assert answer.usage.prompt_tokens == tokens
+    without = client.chat.completions.create(model="tools-template", messages=TOOL_CHAT[:1], max_tokens=4)
+    assert without.usage.prompt_tokens < tokens
+
+
+def test_tool_call_arguments_must_be_json(http):
+    chat = [TOOL_CHAT[0], {**TOOL_CHAT[1], "tool_calls": [{**TOOL_CHAT[1]["tool_calls"][0]}]}, TOOL_CHAT[2]]
+    chat[1]["tool_calls"][0]["function"] = {"name": "get_weather", "arguments": "{city: Paris"}
+    response = http.post(
+        "/v1/chat/completions", json={"model": "SmolLM2-135M-Instruct", "messages": chat, "max_tokens": 4}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "messages[1].tool_calls[0].function.arguments"

@@ -65,7 +65,7 @@ def preparer_main(sock: socket.socket, spec: Any, setup_logging: Callable[[], No
     while (message := inbox.get()) is not None:
         try:
             prompt, budget = prepare_prompt(tokenizer, message.params, spec.context_length)
-            settings = dataclasses.replace(message.params, messages=())
+            settings = dataclasses.replace(message.params, messages=(), tools=())
             reply: Prepared | Rejected = Prepared(message.request_id, prompt, budget, settings)
         except AdapterError as exc:
             reply = Rejected(message.request_id, failure_to_wire(exc))

@@ -31,7 +31,7 @@ def prepare_prompt(
     ``InvalidParametersError`` when openvino-genai refuses the generation config.
     """
     try:
-        ids, count = encode_chat(tokenizer, params.messages)
+        ids, count = encode_chat(tokenizer, params.messages, params.tools)
     except InvalidConversationError:
         raise
     except Exception as exc:  # a tokenizer failure on this input is the input's problem: a 400
@@ -61,16 +61,31 @@ def ids_tensor(ids: list[int]) -> Any:
     return ov.Tensor(np.array([ids], dtype=np.int64))
 
 
-def encode_chat(tokenizer: Any, messages: tuple[ChatMessage, ...]) -> tuple[Any, int]:
-    """Render ``messages`` with the model's chat template and tokenize; returns (ids tensor, count)."""
-    history = ov_genai.ChatHistory([{"role": m.role, "content": m.content} for m in messages])
+def encode_chat(
+    tokenizer: Any, messages: tuple[ChatMessage, ...], tools: tuple[dict[str, Any], ...] = ()
+) -> tuple[Any, int]:
+    """Render ``messages`` (and ``tools``) with the chat template and tokenize; returns (ids, count)."""
+    history = ov_genai.ChatHistory([_template_message(m) for m in messages])
     try:
-        prompt = tokenizer.apply_chat_template(history, add_generation_prompt=True)
+        prompt = tokenizer.apply_chat_template(history, add_generation_prompt=True, tools=list(tools) or None)
     except RuntimeError as exc:
         raise InvalidConversationError(f"the model's chat template rejected the messages: {exc}") from exc
     # The template already wrote any BOS/special tokens it wants; adding them again would double them.
     ids = tokenizer.encode(prompt, add_special_tokens=False).input_ids
     return ids, int(ids.get_shape()[-1])
+
+
+def _template_message(message: ChatMessage) -> dict[str, Any]:
+    """A message in the shape Hugging Face chat templates expect (tool calls as vLLM passes them)."""
+    entry: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        entry["tool_calls"] = [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        entry["tool_call_id"] = message.tool_call_id
+    return entry
 
 
 def generation_config(params: GenerationParams, max_new_tokens: int, index: int) -> Any:
