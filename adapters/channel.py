@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import select
 import socket
 import struct
 from typing import Any
@@ -103,17 +102,13 @@ class Rejected(msgspec.Struct, tag=True, array_like=True):
 
 
 class Batch(msgspec.Struct, tag=True, array_like=True):
-    """What the engine produced since its last batch, sent at most once per step.
-
-    ``steps`` counts engine steps so far: the server's watchdog takes a growing count as progress.
-    """
+    """What the engine produced since its last batch, sent at most once per step (and at least once a
+    second while it has work: the server's watchdog takes any message as a sign of progress)."""
 
     outcomes: dict[int, list[Event] | Failure]
     running: int
-    steps: int
 
 
-ToEngine = Add | Cancel | Close
 EngineInbox = ForwardedAdd | Cancel | Close
 FromEngine = Ready | LoadFailed | Batch
 FromPreparer = Ready | LoadFailed | Prepared | Rejected
@@ -181,11 +176,6 @@ class BlockingFrames:
 
     def fileno(self) -> int:
         return self._sock.fileno()
-
-    def poll(self, timeout: float | None) -> bool:
-        """Whether a message (or end-of-file) is waiting; waits up to ``timeout`` seconds (None: forever)."""
-        readable, _, _ = select.select([self._sock], [], [], timeout)
-        return bool(readable)
 
     def recv(self) -> Any:
         """The next whole message; ``ChannelClosedError`` at end-of-file."""

@@ -254,7 +254,7 @@ class EngineProcess:
         self._running = 0
         for queue in self._requests.values():
             queue.put_nowait(EngineUnavailableError(reason, retry_after=_RESTART_AFTER))
-        current = asyncio.current_task() if _loop_running() else None
+        current = asyncio.current_task()  # always on the loop: from close() or an engine watcher task
         for task in self._tasks:
             if task is not current:
                 task.cancel()
@@ -276,11 +276,3 @@ class EngineProcess:
                 process.join(timeout=10)
         if self._frames is None:
             self._socket.close()
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True

@@ -99,7 +99,6 @@ class EngineLoop:
         self.engine = engine
         self.preparing: set[int] = set()  # requests whose prompts the preparer has
         self.closing = False
-        self.steps = 0
         self.reported_running = 0
         self.last_report = time.monotonic()
         if hasattr(engine, "pump"):  # the sequential engine exchanges messages between tokens
@@ -114,13 +113,11 @@ class EngineLoop:
             self.receive(wait)
             if self.engine.busy and not self.closing:
                 self.engine.step()
-                self.steps += 1
             self.send()
         self.engine.close()
 
     def exchange(self) -> None:
         """Between two tokens of a sequential generation: report, and take new commands."""
-        self.steps += 1
         self.send()
         self.receive(0)
         if self.closing:
@@ -175,6 +172,6 @@ class EngineLoop:
             outcomes = {
                 rid: failure_to_wire(o) if isinstance(o, AdapterError) else o for rid, o in outbox.items()
             }
-            self.frames.send(Batch(outcomes, running, self.steps))
+            self.frames.send(Batch(outcomes, running))
             self.reported_running = running
             self.last_report = now
