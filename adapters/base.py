@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class ToolCall(msgspec.Struct, frozen=True):
@@ -39,6 +39,51 @@ class ChatMessage(msgspec.Struct, frozen=True):
     """For a ``tool`` turn: the call it answers."""
 
 
+# --- output constraints: what the engine's structured-output support must enforce -------------------
+
+
+class JsonConstraint(msgspec.Struct, frozen=True, tag=True):
+    """The output is ``prefix`` followed by one JSON document valid against ``schema`` (JSON text)."""
+
+    schema: str
+    prefix: str = ""
+
+
+class TaggedCall(msgspec.Struct, frozen=True):
+    """One tool the model may call in a ``TaggedCallsConstraint``: ``begin``, JSON valid against
+    ``schema`` (JSON text), then ``end``."""
+
+    begin: str
+    schema: str
+    end: str
+
+
+class TaggedCallsConstraint(msgspec.Struct, frozen=True, tag=True):
+    """The output is one or more tagged calls (only one when ``single``), joined by ``separator``."""
+
+    calls: tuple[TaggedCall, ...]
+    separator: str = "\n"
+    single: bool = False
+
+
+Constraint = JsonConstraint | TaggedCallsConstraint
+
+
+class ReasoningFormat(msgspec.Struct, frozen=True):
+    """How a model marks its reasoning, when it has any (``<think>...</think>`` style)."""
+
+    open_tag: str = "<think>"
+    close_tag: str = "</think>"
+
+
+class OutputFormat(msgspec.Struct, frozen=True):
+    """How a model's raw text is split into content, reasoning and tool calls (found at load)."""
+
+    tool_format: str | None = None
+    """The tool-call syntax the model writes (``hermes``, ``llama3_json``, ``mistral``), if any."""
+    reasoning: ReasoningFormat | None = None
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """Everything a backend needs to run one chat completion, independent of any wire format.
@@ -61,9 +106,21 @@ class GenerationParams:
     repetition_penalty: float = 1.0
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
+    logprobs: bool = False
+    """Report each generated token's log probability (``TokenLogprobs`` events)."""
     tools: tuple[dict[str, Any], ...] = ()
     """Tool definitions for the chat template, in OpenAI's shape (``{"type": "function", "function":
-    {...}}``). Only the template sees them for now: output is not parsed into tool calls yet."""
+    {...}}``)."""
+    tool_format: str | None = None
+    """The tool-call syntax to parse out of the output (see ``OutputFormat``); ``None``: no parsing."""
+    constraint: Constraint | None = None
+    """What the output must look like (a JSON schema, forced tool calls), enforced while generating."""
+    constraint_param: str = "response_format"
+    """The request field the constraint came from, named in the error if it cannot be compiled."""
+    template_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra variables for the chat template (``enable_thinking``, ...), already checked by the gateway."""
+    prompt: str | None = None
+    """Raw prompt text (``/v1/completions``): tokenized as it is, with no chat template and no messages."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +135,8 @@ class ModelInfo:
     source: str = ""
     pid: int | None = None
     """The process serving the model, where it has one of its own."""
+    output_format: OutputFormat = OutputFormat()
+    """How the model writes tool calls and reasoning (from its chat template or the config)."""
 
 
 # Events cross the engine channel as MessagePack: tagged msgspec Structs, so a list of them decodes
@@ -89,6 +148,32 @@ class TextDelta(msgspec.Struct, frozen=True, tag=True, array_like=True):
 
     index: int
     text: str
+
+
+class ReasoningDelta(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    """New reasoning text (what a reasoning model writes inside its think block) for choice ``index``."""
+
+    index: int
+    text: str
+
+
+class ToolCallDelta(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    """A piece of tool call ``call`` (0-based within choice ``index``): the first piece of a call names
+    the function; later pieces carry only more of its JSON arguments text."""
+
+    index: int
+    call: int
+    name: str | None
+    arguments: str
+
+
+class TokenLogprobs(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    """The tokens choice ``index`` generated since the last such event, each with its log probability
+    (sent only when the request asked for logprobs, before the text those tokens make)."""
+
+    index: int
+    tokens: list[str]
+    logprobs: list[float]
 
 
 class Finished(msgspec.Struct, frozen=True, tag=True, array_like=True):
@@ -111,7 +196,7 @@ class Usage(msgspec.Struct, frozen=True, tag=True, array_like=True):
         return self.prompt_tokens + self.completion_tokens
 
 
-Event = TextDelta | Finished | Usage
+Event = TextDelta | ReasoningDelta | ToolCallDelta | TokenLogprobs | Finished | Usage
 
 
 @dataclass(frozen=True)
@@ -197,6 +282,18 @@ class InvalidParametersError(AdapterError):
     double but 0 as the engine's float32)."""
 
     reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass
+class InvalidConstraintError(AdapterError):
+    """The requested output constraint (a JSON schema, a tool's parameters) cannot be compiled into a
+    grammar; ``param`` names the request field it came from."""
+
+    reason: str
+    param: str
 
     def __str__(self) -> str:
         return self.reason

@@ -65,7 +65,10 @@ class Close(msgspec.Struct, tag=True, array_like=True):
 
 
 class Ready(msgspec.Struct, tag=True, array_like=True):
-    """The model is loaded and warmed up."""
+    """The model is loaded and warmed up; ``output_format`` is how its output is parsed (found by the
+    preparer, which has the chat template)."""
+
+    output_format: base.OutputFormat = base.OutputFormat()
 
 
 class LoadFailed(msgspec.Struct, tag=True, array_like=True):
@@ -92,6 +95,8 @@ class Prepared(msgspec.Struct, tag=True, array_like=True):
     prompt: list[int]
     max_new_tokens: int
     params: GenerationParams
+    reasoning_open: bool = False
+    """The prompt ends inside an open think block: the output starts as reasoning."""
 
 
 class Rejected(msgspec.Struct, tag=True, array_like=True):
@@ -120,6 +125,7 @@ _FAILURES = {
         base.PromptTooLongError,
         base.InvalidConversationError,
         base.InvalidParametersError,
+        base.InvalidConstraintError,
         base.EngineOverloadedError,
         base.EngineUnavailableError,
         base.ModelLoadError,

@@ -65,6 +65,13 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     """A Jinja chat template to use instead of the model's own: the template itself, or the path of a
     file holding it (as llama.cpp's ``--chat-template-file`` and vLLM's ``--chat-template``). Text
     with ``{{`` or ``{%`` is a template; anything else is a path."""
+    tool_parser: Literal["auto", "hermes", "llama3_json", "mistral", "none"] = "auto"
+    """How tool calls are read out of the model's output: ``auto`` finds the syntax in the chat template
+    (``<tool_call>`` is hermes, ``[TOOL_CALLS]`` mistral, Llama 3's JSON form llama3_json); ``none``
+    leaves every output as content (like vLLM's ``--tool-call-parser``)."""
+    reasoning_parser: Literal["auto", "think", "none"] = "auto"
+    """``think``: text inside ``<think>...</think>`` becomes ``reasoning_content``; ``auto`` does so when
+    the chat template mentions those tags; ``none`` never moves content."""
     request_timeout: Annotated[float, Meta(gt=0)] | None = 600.0
     """Seconds a request may take, queueing included; then its generation stops and the client gets
     408 (or, mid-stream, an error event). ``None`` disables the limit."""

@@ -19,6 +19,7 @@ from adapters.base import (
     EngineOverloadedError,
     EngineUnavailableError,
     GenerationFailedError,
+    InvalidConstraintError,
     InvalidConversationError,
     InvalidParametersError,
     ModelLoadError,
@@ -189,6 +190,8 @@ def from_adapter_error(exc: AdapterError) -> GatewayError:
         )
     if isinstance(exc, InvalidConversationError):
         return InvalidRequestError(str(exc), param="messages")
+    if isinstance(exc, InvalidConstraintError):
+        return InvalidRequestError(f"The output constraint cannot be compiled: {exc}", param=exc.param)
     if isinstance(exc, InvalidParametersError):
         return InvalidRequestError(f"Invalid sampling settings: {exc}")
     if isinstance(exc, EngineUnavailableError):

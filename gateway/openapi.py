@@ -33,6 +33,8 @@ from .schemas import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
     ErrorResponse,
     Health,
     Model,
@@ -70,6 +72,15 @@ OPERATIONS: dict[tuple[str, str], Body] = {
         descriptions={
             200: "The completion; with `stream: true`, server-sent events, each `data: <ChatCompletionChunk>`"
             ", then `data: [DONE]` (an error after the first event comes as `data: <ErrorResponse>`)."
+        },
+    ),
+    ("/v1/completions", "post"): Body(
+        request=CompletionRequest,
+        responses={200: {JSON: Completion, "text/event-stream": Completion}},
+        errors=(400, 401, 404, 408, 413, 429, 500, 503),
+        descriptions={
+            200: "The completion; with `stream: true`, server-sent events, each `data: <Completion>` "
+            "with one choice, then `data: [DONE]`."
         },
     ),
     ("/v1/models", "get"): Body(responses={200: {JSON: ModelList}}, errors=(401, 500)),

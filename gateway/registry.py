@@ -56,6 +56,8 @@ def load_openvino_genai(spec: ModelSpec, path: Path, config: ServerConfig) -> Ad
         scheduler=msgspec.structs.asdict(spec.scheduler),
         engine=spec.engine,
         chat_template=chat_template_text(spec.chat_template),
+        tool_parser=spec.tool_parser,
+        reasoning_parser=spec.reasoning_parser,
     )
     setup_logging = functools.partial(configure_logging, config.log_level, config.log_format)
     return OpenVINOGenAIAdapter.load(pipeline, spec.max_queue, spec.stall_timeout, setup_logging)

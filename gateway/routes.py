@@ -7,10 +7,12 @@ from litestar.response import Stream
 
 from adapters.base import ModelInfo
 
+from .completions import collect_completion, open_completion
 from .errors import UnsupportedMediaTypeError
 from .registry import ModelRegistry
 from .schemas import (
     ChatCompletion,
+    Completion,
     Health,
     Model,
     ModelActivity,
@@ -18,8 +20,9 @@ from .schemas import (
     ModelReadiness,
     Readiness,
     decode_chat_request,
+    decode_completion_request,
 )
-from .streaming import collect, open_chunks, sse, unless_disconnected
+from .streaming import collect, open_chunks, sse, to_params, unless_disconnected
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -35,13 +38,32 @@ async def create_chat_completion(
     chat = decode_chat_request(await request.body())
     adapter = registry.get(chat.model)
     timeout = registry.request_timeout(chat.model)
+    params = to_params(chat, adapter.info.output_format)
     if chat.stream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-        stream = await open_chunks(adapter, chat, include_usage, timeout)
+        stream = await open_chunks(adapter, params, include_usage, timeout)
         return Stream(sse(stream), media_type="text/event-stream", headers=_SSE_HEADERS)
 
     async def complete() -> ChatCompletion:
-        return await collect(await open_chunks(adapter, chat, include_usage=True, timeout=timeout))
+        return await collect(await open_chunks(adapter, params, include_usage=True, timeout=timeout))
+
+    return Response(await unless_disconnected(request, complete()))
+
+
+@post("/v1/completions", status_code=200)
+async def create_completion(request: Request, registry: ModelRegistry) -> Response[Completion] | Stream:
+    """Create a text completion (legacy API) for one prompt or a list; SSE when ``stream`` is true."""
+    _require_json(request)
+    body = decode_completion_request(await request.body())
+    adapter = registry.get(body.model)
+    timeout = registry.request_timeout(body.model)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        stream = await open_completion(adapter, body, include_usage, timeout)
+        return Stream(sse(stream), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+    async def complete() -> Completion:
+        return await collect_completion(await open_completion(adapter, body, True, timeout))
 
     return Response(await unless_disconnected(request, complete()))
 
@@ -94,4 +116,4 @@ async def ready(registry: ModelRegistry) -> Response[Readiness]:
     return Response(readiness, status_code=503 if waiting else 200)
 
 
-ROUTES = [create_chat_completion, list_models, retrieve_model, health, ready]
+ROUTES = [create_chat_completion, create_completion, list_models, retrieve_model, health, ready]

@@ -18,6 +18,8 @@ MAX_CHOICES = 8
 """Upper bound on ``n``: each choice is a full sequence in the engine."""
 MAX_STOP_SEQUENCES = 4
 """OpenAI allows up to 4 stop sequences."""
+MAX_PROMPTS = 64
+"""Upper bound on the prompts of one ``/v1/completions`` request: each runs as its own request."""
 MAX_INT32 = 2**31 - 1
 """Bound on token counts: the engine takes them as 32-bit integers (and past 2**64 they cannot even be
 encoded for the engine channel)."""
@@ -95,6 +97,41 @@ class ChatCompletionTool(Wire, kw_only=True):
     function: FunctionDefinition
 
 
+class ToolChoiceFunction(Wire, kw_only=True):
+    name: str
+
+
+class NamedToolChoice(Wire, kw_only=True):
+    type: Literal["function"]
+    function: ToolChoiceFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class ResponseFormatText(Wire, kw_only=True, tag_field="type", tag="text"):
+    pass
+
+
+class ResponseFormatJSONObject(Wire, kw_only=True, tag_field="type", tag="json_object"):
+    pass
+
+
+class JSONSchema(Wire, kw_only=True):
+    name: Annotated[str, Meta(pattern="^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    schema: dict[str, Any] | None = None
+    """``None`` means any JSON value, as OpenAI takes it."""
+    strict: bool | None = None
+
+
+class ResponseFormatJSONSchema(Wire, kw_only=True, tag_field="type", tag="json_schema"):
+    json_schema: JSONSchema
+
+
+ResponseFormat = ResponseFormatText | ResponseFormatJSONObject | ResponseFormatJSONSchema
+
+
 class StreamOptions(Wire, kw_only=True):
     include_usage: bool = False
 
@@ -112,13 +149,15 @@ class ChatCompletionRequest(Wire, kw_only=True):
     max_completion_tokens: Annotated[int, Meta(ge=1, le=MAX_INT32)] | None = None
     max_tokens: Annotated[int, Meta(ge=1, le=MAX_INT32)] | None = None
     n: Annotated[int, Meta(ge=1, le=MAX_CHOICES)] = 1
+    parallel_tool_calls: bool = True
     presence_penalty: Penalty = 0.0
+    response_format: ResponseFormat | None = None
     seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] | None = None
     stop: str | Annotated[list[str], Meta(max_length=MAX_STOP_SEQUENCES)] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
-    # Passed to the chat template; the output is not parsed into tool calls yet (issue 8).
+    tool_choice: ToolChoice | None = None
     tools: list[ChatCompletionTool] | None = None
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     top_p: Annotated[float, Meta(gt=0.0, le=1.0)] | None = None
@@ -131,11 +170,40 @@ class ChatCompletionRequest(Wire, kw_only=True):
     min_p: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.0
     repetition_penalty: Annotated[float, Meta(gt=0.0, le=10.0)] = 1.0
     ignore_eos: bool = False
+    chat_template_kwargs: dict[str, Any] | None = None
+    """Variables for the chat template, from an allow-list (``enable_thinking``), as in vLLM."""
+
+
+class CompletionRequest(Wire, kw_only=True):
+    """``POST /v1/completions`` body (legacy text completion), then OpenArc extensions as in chat."""
+
+    model: str
+    prompt: str | Annotated[list[str], Meta(min_length=1, max_length=MAX_PROMPTS)]
+    best_of: Annotated[int, Meta(ge=1, le=MAX_CHOICES)] | None = None
+    echo: bool = False
+    frequency_penalty: Penalty = 0.0
+    logprobs: Annotated[int, Meta(ge=0, le=5)] | None = None
+    max_tokens: Annotated[int, Meta(ge=1, le=MAX_INT32)] | None = 16
+    """OpenAI's default is 16 tokens; ``null`` lets the completion fill the context window."""
+    n: Annotated[int, Meta(ge=1, le=MAX_CHOICES)] = 1
+    presence_penalty: Penalty = 0.0
+    seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] | None = None
+    stop: str | Annotated[list[str], Meta(max_length=MAX_STOP_SEQUENCES)] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    suffix: str | None = None
+    temperature: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Meta(gt=0.0, le=1.0)] | None = None
+    user: str | None = None
+    top_k: Annotated[int, Meta(ge=0, le=MAX_INT32)] = 0
+    min_p: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.0
+    repetition_penalty: Annotated[float, Meta(gt=0.0, le=10.0)] = 1.0
+    ignore_eos: bool = False
 
 
 # --- responses ---------------------------------------------------------------------------------------
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class PromptTokensDetails(Wire, kw_only=True):
@@ -153,13 +221,35 @@ class ChatCompletionMessage(Wire, kw_only=True):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     refusal: str | None = None
+    tool_calls: list[ChatCompletionMessageToolCall] | UnsetType = UNSET
+    # As vLLM and llama.cpp server name it; present only for models that reason.
+    reasoning_content: str | UnsetType = UNSET
+
+
+class TopLogprob(Wire, kw_only=True):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class ChatCompletionTokenLogprob(Wire, kw_only=True):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]
+    """Always empty: openvino-genai reports only the chosen token (``top_logprobs`` > 0 is refused)."""
+
+
+class ChoiceLogprobs(Wire, kw_only=True):
+    content: list[ChatCompletionTokenLogprob] | None
+    refusal: None = None
 
 
 class Choice(Wire, kw_only=True):
     index: int
     message: ChatCompletionMessage
     finish_reason: FinishReason
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(Wire, kw_only=True):
@@ -172,16 +262,32 @@ class ChatCompletion(Wire, kw_only=True):
     system_fingerprint: str | None = None
 
 
+class ChoiceDeltaToolCallFunction(Wire, kw_only=True, omit_defaults=True):
+    name: str | UnsetType = UNSET
+    arguments: str | UnsetType = UNSET
+
+
+class ChoiceDeltaToolCall(Wire, kw_only=True, omit_defaults=True):
+    """A piece of a streamed tool call: the first piece of each call carries id, type and name."""
+
+    index: int
+    id: str | UnsetType = UNSET
+    type: Literal["function"] | UnsetType = UNSET
+    function: ChoiceDeltaToolCallFunction
+
+
 class ChoiceDelta(Wire, kw_only=True, omit_defaults=True):
     role: Literal["assistant"] | UnsetType = UNSET
     content: str | UnsetType = UNSET
+    reasoning_content: str | UnsetType = UNSET
+    tool_calls: list[ChoiceDeltaToolCall] | UnsetType = UNSET
 
 
 class ChunkChoice(Wire, kw_only=True):
     index: int
     delta: ChoiceDelta
     finish_reason: FinishReason | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(Wire, kw_only=True):
@@ -192,6 +298,32 @@ class ChatCompletionChunk(Wire, kw_only=True):
     choices: list[ChunkChoice]
     system_fingerprint: str | None = None
     # Present (as null) on every chunk only when usage was asked for, as OpenAI does.
+    usage: CompletionUsage | None | UnsetType = UNSET
+
+
+class CompletionLogprobs(Wire, kw_only=True):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: None = None
+    text_offset: list[int]
+
+
+class CompletionChoice(Wire, kw_only=True):
+    text: str
+    index: int
+    logprobs: CompletionLogprobs | None = None
+    finish_reason: FinishReason | None = None
+
+
+class Completion(Wire, kw_only=True):
+    """A ``/v1/completions`` answer, and (with ``finish_reason`` null until the end) each streamed chunk."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    system_fingerprint: str | None = None
     usage: CompletionUsage | None | UnsetType = UNSET
 
 
@@ -276,17 +408,28 @@ class Readiness(Wire, kw_only=True):
 
 
 _chat_request_decoder = msgspec.json.Decoder(ChatCompletionRequest)
+_completion_request_decoder = msgspec.json.Decoder(CompletionRequest)
 _LONE_HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
 
 
 def decode_chat_request(body: bytes) -> ChatCompletionRequest:
+    """Strict decoding of a chat request (see ``decode_request``)."""
+    return decode_request(_chat_request_decoder, body)
+
+
+def decode_completion_request(body: bytes) -> CompletionRequest:
+    """Strict decoding of a text completion request (see ``decode_request``)."""
+    return decode_request(_completion_request_decoder, body)
+
+
+def decode_request(decoder: msgspec.json.Decoder, body: bytes) -> Any:
     """Strict decoding: ``"max_tokens": "8"`` is a 400 naming the field, not silently coerced.
 
     msgspec raises ``UnicodeDecodeError`` for bytes that are not UTF-8 (its other failures are
     ``DecodeError`` or ``ValidationError``); it becomes a ``DecodeError`` so it is a 400 like them.
     """
     try:
-        return _chat_request_decoder.decode(body)
+        return decoder.decode(body)
     except UnicodeDecodeError as exc:
         raise msgspec.DecodeError(f"the body is not valid UTF-8 (byte {exc.start})") from None
     except msgspec.DecodeError as exc:

@@ -14,8 +14,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import aclosing
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from litestar import Request
@@ -27,15 +27,18 @@ from adapters.base import (
     Event,
     Finished,
     GenerationParams,
+    OutputFormat,
+    ReasoningDelta,
     TextDelta,
+    TokenLogprobs,
     ToolCall,
+    ToolCallDelta,
     Usage,
 )
 
 from . import __version__
 from .errors import (
     ClientDisconnectedError,
-    InvalidRequestError,
     OverloadedError,
     RequestTimeoutError,
     UnsupportedParameterError,
@@ -44,6 +47,7 @@ from .errors import (
 )
 from .logs import PROMPTS_LOGGER
 from .metrics import GenerationRecorder, recorder_for
+from .output_plan import plan_output
 from .schemas import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -51,12 +55,22 @@ from .schemas import (
     ChatCompletionMessageParam,
     ChatCompletionMessageToolCall,
     ChatCompletionRequest,
+    ChatCompletionTokenLogprob,
     Choice,
     ChoiceDelta,
+    ChoiceDeltaToolCall,
+    ChoiceDeltaToolCallFunction,
+    ChoiceLogprobs,
     ChunkChoice,
+    CompletionRequest,
     CompletionUsage,
+    FinishReason,
+    Function,
     PromptTokensDetails,
 )
+
+if TYPE_CHECKING:
+    from .completions import CompletionStream
 
 logger = logging.getLogger(__name__)
 prompt_logger = logging.getLogger(PROMPTS_LOGGER)
@@ -70,27 +84,44 @@ _T = TypeVar("_T")
 _TEMPLATE_ROLES = {"developer": "system"}
 
 
-def to_params(request: ChatCompletionRequest) -> GenerationParams:
-    """Map the wire request to backend-neutral generation parameters (the only place this happens)."""
-    if request.logprobs or request.top_logprobs:
-        raise UnsupportedParameterError("logprobs are not supported by this server", param="logprobs")
-    stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
+def to_params(request: ChatCompletionRequest, output_format: OutputFormat) -> GenerationParams:
+    """Map a chat request to backend-neutral generation parameters."""
+    if request.top_logprobs:
+        raise UnsupportedParameterError(
+            "top_logprobs is not supported: openvino-genai reports only the chosen token's log probability "
+            "(logprobs: true with top_logprobs 0 or absent works)",
+            param="top_logprobs",
+        )
+    plan = plan_output(request, output_format)
     return GenerationParams(
         messages=tuple(_to_chat_message(i, m) for i, m in enumerate(request.messages)),
         max_tokens=request.max_completion_tokens or request.max_tokens,
-        n=request.n,
-        temperature=1.0 if request.temperature is None else request.temperature,
-        top_p=1.0 if request.top_p is None else request.top_p,
-        top_k=request.top_k,
-        min_p=request.min_p,
-        seed=request.seed,
-        presence_penalty=request.presence_penalty,
-        frequency_penalty=request.frequency_penalty,
-        repetition_penalty=request.repetition_penalty,
-        stop=stop,
-        ignore_eos=request.ignore_eos,
-        tools=tuple(msgspec.to_builtins(tool) for tool in request.tools or ()),
+        logprobs=request.logprobs,
+        tools=plan.tools,
+        tool_format=plan.tool_format,
+        constraint=plan.constraint,
+        constraint_param=plan.constraint_param,
+        template_kwargs=plan.template_kwargs or {},
+        **sampling(request),
     )
+
+
+def sampling(request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
+    """The sampling settings chat and text completions share, as ``GenerationParams`` fields."""
+    stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
+    return {
+        "n": request.n,
+        "temperature": 1.0 if request.temperature is None else request.temperature,
+        "top_p": 1.0 if request.top_p is None else request.top_p,
+        "top_k": request.top_k,
+        "min_p": request.min_p,
+        "seed": request.seed,
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+        "repetition_penalty": request.repetition_penalty,
+        "stop": stop,
+        "ignore_eos": request.ignore_eos,
+    }
 
 
 def _to_chat_message(index: int, message: ChatCompletionMessageParam) -> ChatMessage:
@@ -101,20 +132,22 @@ def _to_chat_message(index: int, message: ChatCompletionMessageParam) -> ChatMes
     return ChatMessage(
         role=_TEMPLATE_ROLES.get(role, role),
         content=text,
-        tool_calls=tuple(_to_tool_call(index, j, call) for j, call in enumerate(calls)),
+        tool_calls=tuple(_to_tool_call(call) for call in calls),
         tool_call_id=getattr(message, "tool_call_id", None),
     )
 
 
-def _to_tool_call(message: int, index: int, call: ChatCompletionMessageToolCall) -> ToolCall:
-    """A call from the history with its arguments decoded: chat templates render them as an object."""
+def _to_tool_call(call: ChatCompletionMessageToolCall) -> ToolCall:
+    """A call from the history, its arguments decoded: chat templates render them as an object.
+
+    Arguments that are not JSON (a call cut off by ``max_tokens``, sent back as the model wrote it) go
+    to the template as the string they are, as OpenAI accepts them: refusing would break the agent loop
+    that merely echoes its history.
+    """
     try:
         arguments = msgspec.json.decode(call.function.arguments)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequestError(
-            f"The tool call's arguments are not valid JSON: {exc}",
-            param=f"messages[{message}].tool_calls[{index}].function.arguments",
-        ) from None
+    except msgspec.DecodeError:
+        arguments = call.function.arguments
     return ToolCall(id=call.id, name=call.function.name, arguments=arguments)
 
 
@@ -130,7 +163,7 @@ class ChunkStream:
 
 async def open_chunks(
     adapter: Adapter,
-    request: ChatCompletionRequest,
+    params: GenerationParams,
     include_usage: bool,
     timeout: float | None,
     recorder: GenerationRecorder | None = None,
@@ -143,9 +176,11 @@ async def open_chunks(
     serving the current request.
     """
     recorder = recorder or recorder_for(adapter.info.id)
-    params = to_params(request)
     if prompt_logger.isEnabledFor(logging.DEBUG):
-        prompt_logger.debug("messages: %s", msgspec.json.encode(request.messages).decode())
+        if params.prompt is not None:
+            prompt_logger.debug("prompt: %s", params.prompt)
+        else:
+            prompt_logger.debug("messages: %s", msgspec.json.encode(params.messages).decode())
     deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
     events = adapter.stream(params)
     try:
@@ -206,15 +241,7 @@ async def _chunks(
     async with aclosing(events):
         event: Event | None = first
         while event is not None:
-            if isinstance(event, TextDelta):
-                if event.text:
-                    recorder.text(event.index)
-                if answers is not None:
-                    answers.setdefault(event.index, []).append(event.text)
-                yield chunk([ChunkChoice(index=event.index, delta=ChoiceDelta(content=event.text))])
-            elif isinstance(event, Finished):
-                yield chunk([ChunkChoice(index=event.index, delta=ChoiceDelta(), finish_reason=event.reason)])
-            elif isinstance(event, Usage):
+            if isinstance(event, Usage):
                 recorder.finished(event)
                 for index, parts in (answers or {}).items():
                     prompt_logger.debug("answer %d: %s", index, "".join(parts))
@@ -223,7 +250,54 @@ async def _chunks(
                     final.usage = _usage(event)
                     yield final
                 return
+            if isinstance(event, Finished):
+                yield chunk([ChunkChoice(index=event.index, delta=ChoiceDelta(), finish_reason=event.reason)])
+            elif isinstance(event, TokenLogprobs):
+                yield chunk([ChunkChoice(index=event.index, delta=ChoiceDelta(), logprobs=_logprobs(event))])
+            else:
+                recorder.text(event.index)
+                if answers is not None:
+                    answers.setdefault(event.index, []).append(_logged(event))
+                yield chunk([ChunkChoice(index=event.index, delta=_delta(event))])
             event = await _next_before(events, deadline)
+
+
+def _delta(event: TextDelta | ReasoningDelta | ToolCallDelta) -> ChoiceDelta:
+    """An output event as OpenAI streams it. The first piece of a tool call carries its id, type and
+    name; later pieces only more of its arguments."""
+    if isinstance(event, TextDelta):
+        return ChoiceDelta(content=event.text)
+    if isinstance(event, ReasoningDelta):
+        return ChoiceDelta(reasoning_content=event.text)
+    if event.name is None:
+        piece = ChoiceDeltaToolCall(
+            index=event.call, function=ChoiceDeltaToolCallFunction(arguments=event.arguments)
+        )
+    else:
+        piece = ChoiceDeltaToolCall(
+            index=event.call,
+            id=f"call_{uuid.uuid4().hex[:24]}",
+            type="function",
+            function=ChoiceDeltaToolCallFunction(name=event.name, arguments=event.arguments),
+        )
+    return ChoiceDelta(tool_calls=[piece])
+
+
+def _logprobs(event: TokenLogprobs) -> ChoiceLogprobs:
+    return ChoiceLogprobs(
+        content=[
+            ChatCompletionTokenLogprob(
+                token=token, logprob=logprob, bytes=list(token.encode()), top_logprobs=[]
+            )
+            for token, logprob in zip(event.tokens, event.logprobs, strict=False)
+        ]
+    )
+
+
+def _logged(event: TextDelta | ReasoningDelta | ToolCallDelta) -> str:
+    if isinstance(event, ToolCallDelta):
+        return event.arguments if event.name is None else f"<call {event.name}>{event.arguments}"
+    return event.text
 
 
 def _usage(usage: Usage) -> CompletionUsage:
@@ -241,27 +315,24 @@ def _usage(usage: Usage) -> CompletionUsage:
 
 async def collect(stream: ChunkStream) -> ChatCompletion:
     """Assemble the non-streaming answer from the chunks (opened with ``include_usage=True``)."""
-    texts: dict[int, list[str]] = {}
-    reasons: dict[int, str] = {}
+    answers: dict[int, _Answer] = {}
     usage: CompletionUsage | None = None
     async with aclosing(stream.chunks) as chunks:
         async for chunk in chunks:
             if chunk.usage:
                 usage = chunk.usage
             for choice in chunk.choices:
-                if isinstance(choice.delta.content, str):
-                    texts.setdefault(choice.index, []).append(choice.delta.content)
-                if choice.finish_reason is not None:
-                    reasons[choice.index] = choice.finish_reason
+                answers.setdefault(choice.index, _Answer()).add(choice)
     if usage is None:  # the adapter broke its contract: Usage is always its last event
         raise RuntimeError("generation ended without usage")
     choices = [
         Choice(
             index=i,
-            message=ChatCompletionMessage(content="".join(parts)),
-            finish_reason=reasons.get(i, "stop"),
+            message=answer.message(),
+            finish_reason=answer.finish_reason,
+            logprobs=None if answer.logprobs is None else ChoiceLogprobs(content=answer.logprobs),
         )
-        for i, parts in sorted(texts.items())
+        for i, answer in sorted(answers.items())
     ]
     return ChatCompletion(
         id=stream.id,
@@ -273,7 +344,49 @@ async def collect(stream: ChunkStream) -> ChatCompletion:
     )
 
 
-async def sse(stream: ChunkStream) -> AsyncIterator[bytes]:
+@dataclass
+class _Answer:
+    """One choice of a non-streaming answer, assembled from its deltas."""
+
+    content: list[str] = field(default_factory=list)
+    reasoning: list[str] | None = None
+    calls: dict[int, tuple[str, str, list[str]]] = field(default_factory=dict)
+    finish_reason: FinishReason = "stop"
+    logprobs: list[ChatCompletionTokenLogprob] | None = None
+
+    def add(self, choice: ChunkChoice) -> None:
+        delta = choice.delta
+        if choice.logprobs is not None:
+            self.logprobs = self.logprobs if self.logprobs is not None else []
+            self.logprobs.extend(choice.logprobs.content or [])
+        if isinstance(delta.content, str):
+            self.content.append(delta.content)
+        if isinstance(delta.reasoning_content, str):
+            self.reasoning = self.reasoning if self.reasoning is not None else []
+            self.reasoning.append(delta.reasoning_content)
+        for piece in delta.tool_calls or ():
+            if isinstance(piece.id, str):
+                self.calls[piece.index] = (piece.id, str(piece.function.name), [])
+            self.calls[piece.index][2].append(str(piece.function.arguments or ""))
+        if choice.finish_reason is not None:
+            self.finish_reason = choice.finish_reason
+
+    def message(self) -> ChatCompletionMessage:
+        content = "".join(self.content)
+        message = ChatCompletionMessage(content=content if content or not self.calls else None)
+        if self.calls:
+            message.tool_calls = [
+                ChatCompletionMessageToolCall(
+                    id=call_id, function=Function(name=name, arguments="".join(args))
+                )
+                for call_id, name, args in (self.calls[i] for i in sorted(self.calls))
+            ]
+        if self.reasoning is not None:
+            message.reasoning_content = "".join(self.reasoning)
+        return message
+
+
+async def sse(stream: ChunkStream | CompletionStream) -> AsyncIterator[bytes]:
     """Frame chunks as OpenAI does: ``data: <json>\\n\\n`` lines, then ``data: [DONE]``.
 
     Errors after the first byte cannot change the status any more: they become one error event.

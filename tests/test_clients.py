@@ -72,7 +72,10 @@ def test_raw_sse_reader(server_root):
     assert "Paris" in "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
 
 
-@pytest.mark.parametrize("script", ["openai_sdk.py", "langchain_chat.py", "llamaindex_chat.py"])
+@pytest.mark.parametrize(
+    "script",
+    ["openai_sdk.py", "langchain_chat.py", "llamaindex_chat.py", "tool_calling.py", "structured_output.py"],
+)
 def test_examples_run(base_url, script):
     env = {**os.environ, "OPENARC_BASE_URL": base_url}
     result = subprocess.run(

@@ -55,6 +55,7 @@ class OpenVINOGenAIAdapter:
             created=int(time.time()),
             source=str(spec.path),
             pid=process.pid,
+            output_format=process.output_format,
         )
         return cls(info, process)
 

@@ -7,6 +7,7 @@ events in an outbox, which the worker sends to the server process once per step.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from dataclasses import dataclass
@@ -21,10 +22,15 @@ from ..base import (
     Finished,
     GenerationFailedError,
     GenerationParams,
+    OutputFormat,
+    ReasoningDelta,
     TextDelta,
+    TokenLogprobs,
+    ToolCallDelta,
     Usage,
     first_line,
 )
+from ..output_parsing import CallStart, Content, OutputParser, Piece, Reasoning
 from ..text import IncrementalDetokenizer, StopMatcher, detokenize_batch
 from .prefix_cache import PrefixCacheTracker
 from .prompt import generation_config, ids_tensor
@@ -36,6 +42,9 @@ _FINISH_REASONS = {
     ov_genai.GenerationFinishReason.STOP: "stop",
     ov_genai.GenerationFinishReason.LENGTH: "length",
 }
+
+KEEPS_SPECIAL_TOKENS = {"mistral", "llama3_json"}
+"""Tool-call syntaxes whose markers (``[TOOL_CALLS]``, ``<|python_tag|>``) are special tokens."""
 
 Outcome = list[Event] | AdapterError
 """What one step produced for one request: new events, or the error that ended it."""
@@ -49,6 +58,11 @@ class TextSequence:
     config: Any
     detokenizer: IncrementalDetokenizer
     stops: StopMatcher
+    keeps_special_tokens: bool = False
+    """Decoded with special tokens: tool-call markers such as Mistral's ``[TOOL_CALLS]`` are special
+    tokens, which decoding otherwise drops before the parser could see them."""
+    parser: OutputParser | None = None
+    """Splits the text into content, reasoning and tool calls; ``None``: all of it is content."""
     handle: Any = None
     generated: int = 0
     last_reason: str = "stop"
@@ -67,10 +81,40 @@ class TextSequence:
         finished = engine_finished or self.stops.stopped
         if finished:
             text += self.stops.flush()
-        events: list[Event] = [TextDelta(self.index, text)] if text else []
+        if self.parser is None:
+            events: list[Event] = [TextDelta(self.index, text)] if text else []
+        else:
+            pieces = self.parser.feed(text) if text else []
+            events = self._events(pieces + self.parser.finish() if finished else pieces)
         if finished:
             self.done = True
-            events.append(Finished(self.index, "stop" if self.stops.stopped else self.last_reason))
+            reason = "stop" if self.stops.stopped else self.last_reason
+            if reason == "stop" and self.parser is not None and self.parser.made_calls:
+                reason = "tool_calls"
+            events.append(Finished(self.index, reason))
+        return events
+
+    def _events(self, pieces: list[Piece]) -> list[Event]:
+        """Parsed pieces as events; a call's name and its first arguments go out in one event."""
+        events: list[Event] = []
+        for piece in pieces:
+            last = events[-1] if events else None
+            if isinstance(piece, Content):
+                if isinstance(last, TextDelta):
+                    events[-1] = TextDelta(self.index, last.text + piece.text)
+                else:
+                    events.append(TextDelta(self.index, piece.text))
+            elif isinstance(piece, Reasoning):
+                if isinstance(last, ReasoningDelta):
+                    events[-1] = ReasoningDelta(self.index, last.text + piece.text)
+                else:
+                    events.append(ReasoningDelta(self.index, piece.text))
+            elif isinstance(piece, CallStart):
+                events.append(ToolCallDelta(self.index, piece.call, piece.name, ""))
+            elif isinstance(last, ToolCallDelta) and last.call == piece.call:
+                events[-1] = ToolCallDelta(self.index, piece.call, last.name, last.arguments + piece.text)
+            else:
+                events.append(ToolCallDelta(self.index, piece.call, None, piece.text))
         return events
 
 
@@ -103,18 +147,42 @@ class Engine:
     def __init__(self, pipeline: Any):
         self.pipeline = pipeline
         self.tokenizer = pipeline.get_tokenizer()
+        # The continuous-batching pipeline names it get_config, LLMPipeline get_generation_config.
+        defaults = getattr(pipeline, "get_config", None) or pipeline.get_generation_config
+        self.stop_token_ids = {self.tokenizer.get_eos_token_id(), *defaults().stop_token_ids}
+        """End-of-sequence tokens: never part of the text, even when special tokens are kept."""
         self.outbox: dict[int, Outcome] = {}
+        self.output_format = OutputFormat()
+        """How the model writes tool calls and reasoning; set by the worker from the preparer's finding."""
 
     def new_request(
-        self, request_id: int, params: GenerationParams, prompt: list[int], max_new_tokens: int
+        self,
+        request_id: int,
+        params: GenerationParams,
+        prompt: list[int],
+        max_new_tokens: int,
+        reasoning_open: bool = False,
     ) -> EngineRequest:
         """One sequence per choice, each with its generation config and text pipeline."""
         sequences = []
         for index in range(params.n):
             config = generation_config(params, max_new_tokens, index)
             stops = StopMatcher(params.stop)
-            sequences.append(TextSequence(index, config, IncrementalDetokenizer(self._decode), stops))
+            keep = params.tool_format in KEEPS_SPECIAL_TOKENS
+            detokenizer = IncrementalDetokenizer(self._decode_keeping_special if keep else self._decode)
+            sequence = TextSequence(index, config, detokenizer, stops, keeps_special_tokens=keep)
+            sequence.parser = self._parser(params, reasoning_open)
+            sequences.append(sequence)
         return EngineRequest(request_id, prompt, sequences)
+
+    def _parser(self, params: GenerationParams, reasoning_open: bool) -> OutputParser | None:
+        reasoning = self.output_format.reasoning if params.prompt is None else None  # "": a completion
+        if params.tool_format is None and reasoning is None:
+            return None  # the common case: every piece of text is content, with no parsing cost
+        output_format = OutputFormat(tool_format=params.tool_format, reasoning=reasoning)
+        return OutputParser(
+            output_format, parse_tools=params.tool_format is not None, reasoning_open=reasoning_open
+        )
 
     def emit(self, request_id: int, outcome: Outcome) -> None:
         """Queue events (or a final error) for the server process."""
@@ -131,6 +199,23 @@ class Engine:
 
     def _decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids)
+
+    def _decode_keeping_special(self, token_ids: list[int]) -> str:
+        return self.decode_batch([token_ids], keep_special=True)[0]
+
+    def decode_batch(self, windows: list[list[int]], keep_special: bool = False) -> list[str]:
+        """Decode token windows; ``keep_special`` keeps special tokens, but never end-of-sequence ones."""
+        if not keep_special:
+            return self.tokenizer.decode(windows)
+        stops = self.stop_token_ids
+        return self.tokenizer.decode(
+            [[t for t in w if t not in stops] for w in windows], skip_special_tokens=False
+        )
+
+    def token_logprobs(self, index: int, ids: list[int], logprobs: list[float]) -> TokenLogprobs:
+        """Each token as its own text (special tokens included, as OpenAI shows them) with its logprob."""
+        tokens = [self.tokenizer.decode([token], skip_special_tokens=False) for token in ids]
+        return TokenLogprobs(index, tokens, [float(value) for value in logprobs[: len(ids)]])
 
 
 class ContinuousBatchingEngine(Engine):
@@ -150,10 +235,17 @@ class ContinuousBatchingEngine(Engine):
     def running(self) -> int:
         return len(self.active)
 
-    def add(self, request_id: int, params: GenerationParams, prompt: list[int], max_new_tokens: int) -> None:
+    def add(
+        self,
+        request_id: int,
+        params: GenerationParams,
+        prompt: list[int],
+        max_new_tokens: int,
+        reasoning_open: bool = False,
+    ) -> None:
         """Start a request; any failure (too long, bad template, engine refusal) fails only this request."""
         try:
-            request = self.new_request(request_id, params, prompt, max_new_tokens)
+            request = self.new_request(request_id, params, prompt, max_new_tokens, reasoning_open)
             if self.prefix_cache is not None:
                 request.cached_tokens = self.prefix_cache.cached_tokens(request.prompt)
             tensor = request.prompt_tensor()
@@ -189,7 +281,7 @@ class ContinuousBatchingEngine(Engine):
                 self.emit(request_id, EngineUnavailableError(reason, retry_after=2))
             self.active.clear()
             raise EngineBrokenError(reason) from exc
-        reads: list[tuple[EngineRequest, TextSequence, list[int], bool]] = []
+        reads: list[tuple[EngineRequest, TextSequence, list[int], list[float], bool]] = []
         for request_id, request in list(self.active.items()):
             try:
                 reads += [(request, seq, *_read(seq)) for seq in request.sequences if not seq.done]
@@ -198,12 +290,15 @@ class ContinuousBatchingEngine(Engine):
                 _cancel_handles(request)
                 del self.active[request_id]
                 self.emit(request_id, GenerationFailedError(str(exc)))
-        texts = detokenize_batch([(seq.detokenizer, ids) for _, seq, ids, _ in reads], self.tokenizer.decode)
+        texts = self._detokenize([(seq, ids) for _, seq, ids, _, _ in reads])
         events: dict[int, list[Event]] = {}
-        for (request, seq, ids, engine_finished), text in zip(reads, texts, strict=True):
+        for (request, seq, ids, logprobs, engine_finished), text in zip(reads, texts, strict=True):
             if request.id not in self.active:
                 continue
-            events.setdefault(request.id, []).extend(seq.advance(len(ids), text, engine_finished))
+            request_events = events.setdefault(request.id, [])
+            if seq.config.logprobs and ids:
+                request_events.append(self.token_logprobs(seq.index, ids, logprobs))
+            request_events.extend(seq.advance(len(ids), text, engine_finished))
             if seq.done and not engine_finished:
                 seq.handle.cancel()  # our text-level stop match came first: free the KV cache now
         for request_id, request_events in events.items():
@@ -214,6 +309,18 @@ class ContinuousBatchingEngine(Engine):
                 self._remember(request)
             if request_events:
                 self.emit(request_id, request_events)
+
+    def _detokenize(self, work: list[tuple[TextSequence, list[int]]]) -> list[str]:
+        """New text of each sequence: one decode call for all, or two when some keep special tokens."""
+        texts = [""] * len(work)
+        for keep in (False, True):
+            group = [i for i, (seq, _) in enumerate(work) if seq.keeps_special_tokens == keep]
+            if group:
+                decode = functools.partial(self.decode_batch, keep_special=keep)
+                done = detokenize_batch([(work[i][0].detokenizer, work[i][1]) for i in group], decode)
+                for i, text in zip(group, done, strict=True):
+                    texts[i] = text
+        return texts
 
     def close(self) -> None:
         """Cancel what still runs, and step once so the pipeline frees those requests' KV blocks
@@ -236,14 +343,18 @@ class ContinuousBatchingEngine(Engine):
             self.prefix_cache.record(prompt + seq.detokenizer.token_ids)
 
 
-def _read(seq: TextSequence) -> tuple[list[int], bool]:
-    """New token ids of one sequence, and whether the engine has finished it."""
+def _read(seq: TextSequence) -> tuple[list[int], list[float], bool]:
+    """New token ids of one sequence, their log probabilities (when asked for), and whether the engine
+    has finished it."""
     ids: list[int] = []
+    logprobs: list[float] = []
     while seq.handle.can_read():
         for output in seq.handle.read().values():
             ids.extend(output.generated_ids)
+            if seq.config.logprobs:
+                logprobs.extend(output.generated_log_probs)
             seq.last_reason = _FINISH_REASONS.get(output.finish_reason, seq.last_reason)
-    return ids, seq.handle.get_status() != ov_genai.GenerationStatus.RUNNING
+    return ids, logprobs, seq.handle.get_status() != ov_genai.GenerationStatus.RUNNING
 
 
 def _cancel_handles(request: EngineRequest) -> None:

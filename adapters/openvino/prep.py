@@ -18,11 +18,23 @@ import dataclasses
 import logging
 import queue
 import socket
+import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from ..base import AdapterError, InvalidConversationError, first_line
+import msgspec
+
+from ..base import (
+    AdapterError,
+    Constraint,
+    InvalidConstraintError,
+    InvalidConversationError,
+    OutputFormat,
+    ReasoningFormat,
+    first_line,
+)
 from ..channel import (
     Add,
     BlockingFrames,
@@ -33,6 +45,7 @@ from ..channel import (
     Rejected,
     failure_to_wire,
 )
+from ..output_parsing import detect_output_format, reasoning_opened
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +57,6 @@ def preparer_main(sock: socket.socket, spec: Any, setup_logging: Callable[[], No
     try:
         import openvino_genai as ov_genai
 
-        from .prompt import prepare_prompt
-
         tokenizer = ov_genai.Tokenizer(str(spec.path))
         state: Ready | LoadFailed = Ready()
     except Exception as exc:  # the engine reports it as the model's load failure
@@ -54,6 +65,12 @@ def preparer_main(sock: socket.socket, spec: Any, setup_logging: Callable[[], No
     else:
         if spec.chat_template is not None:
             state = _use_chat_template(tokenizer, spec.chat_template)
+        if isinstance(state, Ready):
+            state = Ready(
+                model_output_format(tokenizer.chat_template, spec.tool_parser, spec.reasoning_parser)
+            )
+            logger.info("model %s output format: %s", spec.model_id, state.output_format)
+    reasoning = state.output_format.reasoning if isinstance(state, Ready) else None
     try:
         frames.send(state)
     except OSError:  # the engine already gave up (its own load failed): nothing to prepare for
@@ -62,21 +79,57 @@ def preparer_main(sock: socket.socket, spec: Any, setup_logging: Callable[[], No
         return
     inbox: queue.SimpleQueue[Add | None] = queue.SimpleQueue()
     threading.Thread(target=_read, args=(frames, inbox), name="preparer-reader", daemon=True).start()
+    preparer = Preparer(tokenizer, spec, reasoning)
     while (message := inbox.get()) is not None:
         try:
-            prompt, budget = prepare_prompt(tokenizer, message.params, spec.context_length)
-            settings = dataclasses.replace(message.params, messages=(), tools=())
-            reply: Prepared | Rejected = Prepared(message.request_id, prompt, budget, settings)
-        except AdapterError as exc:
-            reply = Rejected(message.request_id, failure_to_wire(exc))
-        except Exception as exc:  # whatever this request does, the preparer keeps serving the others
-            logger.exception("preparing request %d failed", message.request_id)
-            error = InvalidConversationError(f"the prompt could not be prepared: {first_line(exc)}")
-            reply = Rejected(message.request_id, failure_to_wire(error))
-        try:
-            frames.send(reply)
+            frames.send(preparer.prepare(message))
         except OSError:
             return
+
+
+class Preparer:
+    """Turns one ``Add`` into ``Prepared`` or ``Rejected``; whatever a request does, it keeps serving."""
+
+    def __init__(self, tokenizer: Any, spec: Any, reasoning: ReasoningFormat | None):
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.reasoning = reasoning
+        self._checker: Any = None
+
+    def prepare(self, message: Add) -> Prepared | Rejected:
+        from .prompt import prepare_prompt
+
+        params = message.params
+        try:
+            prompt = prepare_prompt(self.tokenizer, params, self.spec.context_length)
+            if params.constraint is not None:
+                self._check(params.constraint, params.constraint_param)
+        except AdapterError as exc:
+            return Rejected(message.request_id, failure_to_wire(exc))
+        except Exception as exc:
+            logger.exception("preparing request %d failed", message.request_id)
+            error = InvalidConversationError(f"the prompt could not be prepared: {first_line(exc)}")
+            return Rejected(message.request_id, failure_to_wire(error))
+        raw = params.prompt is not None
+        # The engine needs neither the messages nor the prompt text; "" still tells it the prompt was raw
+        # text (a completion), whose output is never parsed for reasoning.
+        settings = dataclasses.replace(params, messages=(), tools=(), prompt="" if raw else None)
+        opened = not raw and reasoning_opened(prompt.text, self.reasoning)
+        return Prepared(message.request_id, prompt.ids, prompt.budget, settings, opened)
+
+    def _check(self, constraint: Constraint, param: str) -> None:
+        """Compile the constraint on the grammar probe, so a bad one is this client's 400 and never
+        reaches the engine, where its failure would end every running request."""
+        from .grammar_check import GrammarChecker
+        from .prompt import structured_output_config
+
+        if self._checker is None:  # built on first use: models never asked for JSON pay nothing
+            cache = Path(self.spec.properties.get("CACHE_DIR") or tempfile.gettempdir())
+            self._checker = GrammarChecker(cache)
+        key = msgspec.json.encode(constraint).decode()
+        reason = self._checker.check(structured_output_config(constraint), key=key)
+        if reason is not None:
+            raise InvalidConstraintError(reason, param)
 
 
 def _use_chat_template(tokenizer: Any, template: str) -> Ready | LoadFailed:
@@ -89,6 +142,15 @@ def _use_chat_template(tokenizer: Any, template: str) -> Ready | LoadFailed:
     except Exception as exc:  # noqa: BLE001 - any failure to render is the template's
         return LoadFailed(f"the configured chat_template does not render: {first_line(exc)}")
     return Ready()
+
+
+def model_output_format(chat_template: str, tool_parser: str, reasoning_parser: str) -> OutputFormat:
+    """How the model's output is parsed: found in its chat template, unless the config says otherwise
+    (``auto`` detects, ``none`` turns parsing off, anything else names the format)."""
+    found = detect_output_format(chat_template or "")
+    tool_format = {"auto": found.tool_format, "none": None}.get(tool_parser, tool_parser)
+    reasoning = {"auto": found.reasoning, "none": None}.get(reasoning_parser, ReasoningFormat())
+    return OutputFormat(tool_format=tool_format, reasoning=reasoning)
 
 
 def _read(frames: BlockingFrames, inbox: queue.SimpleQueue) -> None:

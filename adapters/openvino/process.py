@@ -30,6 +30,7 @@ from ..base import (
     Event,
     GenerationParams,
     ModelLoadError,
+    OutputFormat,
     Usage,
 )
 from ..channel import (
@@ -42,6 +43,7 @@ from ..channel import (
     Close,
     FromEngine,
     LoadFailed,
+    Ready,
     failure_from_wire,
     socket_pair,
 )
@@ -94,6 +96,8 @@ class EngineProcess:
         for child_end in (engine_end, to_preparer, preparer_end):
             child_end.close()  # the children have their own copies: EOF reaches each end when one dies
         self._frames: AsyncFrames | None = None
+        self.output_format = OutputFormat()
+        """How the model's output is parsed, as the preparer found it in the chat template."""
         self._handshake()
         self._tasks: list[asyncio.Task] = []
         self._on_failure: Callable[[str], None] | None = None
@@ -196,6 +200,8 @@ class EngineProcess:
             self._socket.close()
             self._reap(30)
             raise ModelLoadError(message.reason)
+        if isinstance(message, Ready):
+            self.output_format = message.output_format
 
     async def _read_loop(self) -> None:
         assert self._frames is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,9 +11,11 @@ import openvino_genai as ov_genai
 
 from ..base import (
     ChatMessage,
+    Constraint,
     GenerationParams,
     InvalidConversationError,
     InvalidParametersError,
+    JsonConstraint,
     PromptTooLongError,
     first_line,
 )
@@ -21,28 +24,41 @@ FALLBACK_MAX_TOKENS = 4096
 """Completion budget when a model's context length is unknown and the request sets no max_tokens."""
 
 
-def prepare_prompt(
-    tokenizer: Any, params: GenerationParams, context_length: int | None
-) -> tuple[list[int], int]:
-    """Template and tokenize a request's chat, check the context window and the sampling settings.
+@dataclass(frozen=True)
+class PreparedPrompt:
+    ids: list[int]
+    budget: int
+    """Tokens the completion may take."""
+    text: str
+    """The prompt as rendered (what the reasoning check reads)."""
 
-    Returns the prompt's token ids and the completion budget; raises ``PromptTooLongError``,
-    ``InvalidConversationError`` when the template or the tokenizer fails on these messages, or
-    ``InvalidParametersError`` when openvino-genai refuses the generation config.
+
+def prepare_prompt(tokenizer: Any, params: GenerationParams, context_length: int | None) -> PreparedPrompt:
+    """Template and tokenize a request's chat (or take its raw prompt), check the context window and the
+    sampling settings.
+
+    Raises ``PromptTooLongError``, ``InvalidConversationError`` when the template or the tokenizer fails
+    on these messages, or ``InvalidParametersError`` when openvino-genai refuses the generation config.
     """
     try:
-        ids, count = encode_chat(tokenizer, params.messages, params.tools)
+        if params.prompt is not None:
+            text = params.prompt
+            ids = tokenizer.encode(text, add_special_tokens=True).input_ids
+        else:
+            text = render_chat(tokenizer, params.messages, params.tools, params.template_kwargs)
+            # The template already wrote any BOS/special tokens it wants; adding them again doubles them.
+            ids = tokenizer.encode(text, add_special_tokens=False).input_ids
     except InvalidConversationError:
         raise
     except Exception as exc:  # a tokenizer failure on this input is the input's problem: a 400
         raise InvalidConversationError(f"the messages could not be tokenized: {first_line(exc)}") from exc
-    budget = completion_budget(context_length, count, params.max_tokens)
+    budget = completion_budget(context_length, int(ids.get_shape()[-1]), params.max_tokens)
     try:  # checked here, so the engine's add_request never fails on a request's own settings
         generation_config(params, budget, 0).validate()
     except RuntimeError as exc:
         lines = [line for line in str(exc).splitlines() if line.strip() and not line.startswith("Check ")]
         raise InvalidParametersError(lines[0] if lines else first_line(exc)) from exc
-    return ids.data[0].tolist(), budget
+    return PreparedPrompt(ids.data[0].tolist(), budget, text)
 
 
 def completion_budget(context_length: int | None, prompt_tokens: int, max_tokens: int | None) -> int:
@@ -65,14 +81,27 @@ def encode_chat(
     tokenizer: Any, messages: tuple[ChatMessage, ...], tools: tuple[dict[str, Any], ...] = ()
 ) -> tuple[Any, int]:
     """Render ``messages`` (and ``tools``) with the chat template and tokenize; returns (ids, count)."""
+    ids = tokenizer.encode(render_chat(tokenizer, messages, tools), add_special_tokens=False).input_ids
+    return ids, int(ids.get_shape()[-1])
+
+
+def render_chat(
+    tokenizer: Any,
+    messages: tuple[ChatMessage, ...],
+    tools: tuple[dict[str, Any], ...] = (),
+    template_kwargs: dict[str, Any] | None = None,
+) -> str:
+    """The prompt text: ``messages`` (and ``tools``) rendered by the model's chat template."""
     history = ov_genai.ChatHistory([_template_message(m) for m in messages])
     try:
-        prompt = tokenizer.apply_chat_template(history, add_generation_prompt=True, tools=list(tools) or None)
+        return tokenizer.apply_chat_template(
+            history,
+            add_generation_prompt=True,
+            tools=list(tools) or None,
+            extra_context=template_kwargs or None,
+        )
     except RuntimeError as exc:
         raise InvalidConversationError(f"the model's chat template rejected the messages: {exc}") from exc
-    # The template already wrote any BOS/special tokens it wants; adding them again would double them.
-    ids = tokenizer.encode(prompt, add_special_tokens=False).input_ids
-    return ids, int(ids.get_shape()[-1])
 
 
 def _template_message(message: ChatMessage) -> dict[str, Any]:
@@ -111,4 +140,20 @@ def generation_config(params: GenerationParams, max_new_tokens: int, index: int)
     # mid-token in the output).
     config.stop_strings = set(params.stop)
     config.include_stop_str_in_output = True
+    if params.logprobs:
+        config.logprobs = 1  # the chosen token's log probability: all openvino-genai reports
+    if params.constraint is not None:
+        config.structured_output_config = structured_output_config(params.constraint)
     return config
+
+
+def structured_output_config(constraint: Constraint) -> Any:
+    """openvino-genai's form of an output constraint (compiled by xgrammar when the request starts)."""
+    so = ov_genai.StructuredOutputConfig
+    if isinstance(constraint, JsonConstraint):
+        if not constraint.prefix:
+            return so(json_schema=constraint.schema)
+        return so(structural_tags_config=so.ConstString(constraint.prefix) + so.JSONSchema(constraint.schema))
+    tags = [so.Tag(call.begin, so.JSONSchema(call.schema), call.end) for call in constraint.calls]
+    sequence = so.TagsWithSeparator(tags, constraint.separator, True, constraint.single)
+    return so(structural_tags_config=sequence)

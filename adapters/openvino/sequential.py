@@ -14,7 +14,7 @@ from typing import Any
 
 import openvino_genai as ov_genai
 
-from ..base import AdapterError, GenerationFailedError, GenerationParams
+from ..base import AdapterError, GenerationFailedError, GenerationParams, InvalidParametersError
 from .engine import Engine, EngineRequest, TextSequence
 
 logger = logging.getLogger(__name__)
@@ -72,9 +72,21 @@ class SequentialEngine(Engine):
     def running(self) -> int:
         return 0 if self.current is None else 1
 
-    def add(self, request_id: int, params: GenerationParams, prompt: list[int], max_new_tokens: int) -> None:
+    def add(
+        self,
+        request_id: int,
+        params: GenerationParams,
+        prompt: list[int],
+        max_new_tokens: int,
+        reasoning_open: bool = False,
+    ) -> None:
+        if params.logprobs:  # LLMPipeline's streamer gets token ids only, never their probabilities
+            self.emit(
+                request_id, InvalidParametersError("logprobs are not available on the sequential engine")
+            )
+            return
         try:
-            self.pending.append(self.new_request(request_id, params, prompt, max_new_tokens))
+            self.pending.append(self.new_request(request_id, params, prompt, max_new_tokens, reasoning_open))
         except AdapterError as exc:
             self.emit(request_id, exc)
 

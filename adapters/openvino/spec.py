@@ -24,6 +24,10 @@ class PipelineSpec:
     context_length: int | None = None
     chat_template: str | None = None
     """Jinja text replacing the model's own chat template; ``None`` keeps the model's."""
+    tool_parser: str = "auto"
+    """The tool-call syntax to parse (``auto``: found in the chat template; ``none``: no parsing)."""
+    reasoning_parser: str = "auto"
+    """``think`` parses ``<think>...</think>`` reasoning; ``auto`` when the chat template has it."""
 
     @property
     def device_family(self) -> str:

@@ -30,7 +30,6 @@ from ..channel import (
     FromPreparer,
     LoadFailed,
     Prepared,
-    Ready,
     Rejected,
     failure_from_wire,
     failure_to_wire,
@@ -76,9 +75,10 @@ def engine_main(
         preparer_state = preparer.recv()  # it loaded the tokenizer while the engine loaded the model
     except ChannelClosedError:
         preparer_state = LoadFailed("the prompt preparer exited during load")
-    frames.send(preparer_state if isinstance(preparer_state, LoadFailed) else Ready())
+    frames.send(preparer_state)  # Ready carries the output format the preparer found
     if isinstance(preparer_state, LoadFailed):
         return
+    engine.output_format = preparer_state.output_format
     loop = EngineLoop(frames, preparer, engine)
     try:
         loop.run()
@@ -158,7 +158,13 @@ class EngineLoop:
             return  # cancelled while it was being prepared
         self.preparing.discard(message.request_id)
         if isinstance(message, Prepared):
-            self.engine.add(message.request_id, message.params, message.prompt, message.max_new_tokens)
+            self.engine.add(
+                message.request_id,
+                message.params,
+                message.prompt,
+                message.max_new_tokens,
+                message.reasoning_open,
+            )
         elif isinstance(message, Rejected):
             self.engine.emit(message.request_id, failure_from_wire(message.failure))
 
