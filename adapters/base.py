@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 FinishReason = Literal["stop", "length", "tool_calls"]
+ModelKind = Literal["chat", "embedding", "rerank"]
 
 
 class ToolCall(msgspec.Struct, frozen=True):
@@ -66,7 +67,14 @@ class TaggedCallsConstraint(msgspec.Struct, frozen=True, tag=True):
     single: bool = False
 
 
-Constraint = JsonConstraint | TaggedCallsConstraint
+class AnyOfConstraint(msgspec.Struct, frozen=True, tag=True):
+    """The output is exactly one of ``options`` (a JSON answer or one tool call, say); a
+    ``TaggedCallsConstraint`` option allows one call whatever its ``single``."""
+
+    options: tuple[JsonConstraint | TaggedCallsConstraint, ...]
+
+
+Constraint = JsonConstraint | TaggedCallsConstraint | AnyOfConstraint
 
 
 class ReasoningFormat(msgspec.Struct, frozen=True):
@@ -137,6 +145,9 @@ class ModelInfo:
     """The process serving the model, where it has one of its own."""
     output_format: OutputFormat = OutputFormat()
     """How the model writes tool calls and reasoning (from its chat template or the config)."""
+    kind: ModelKind = "chat"
+    dimensions: int | None = None
+    """An embedding model's vector size."""
 
 
 # Events cross the engine channel as MessagePack: tagged msgspec Structs, so a list of them decodes

@@ -37,7 +37,6 @@ async def product(number: int) -> dict:
         max_tokens=120,
         temperature=0.8,
         seed=number,
-        frequency_penalty=1.0,  # keeps a tiny model from padding the JSON with newlines
     )
     return json.loads(answer.choices[0].message.content)
 

@@ -7,7 +7,8 @@ The rules follow OpenAI's API; where it is silent they follow vLLM:
   calls the model writes become ``tool_calls``, anything else stays content.
 - ``required`` and a named function constrain generation to valid calls in that same syntax (``hermes``
   for a model that has none), so the result is always a call whose arguments match the schema.
-- ``response_format`` ``json_object``/``json_schema`` constrain the content to JSON.
+- ``response_format`` ``json_object``/``json_schema`` constrain the content to JSON; with tools under
+  ``auto``, to either that JSON or one call.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 
 import msgspec
 
-from adapters.base import Constraint, JsonConstraint, OutputFormat
+from adapters.base import AnyOfConstraint, Constraint, JsonConstraint, OutputFormat
 from adapters.output_parsing import forced_call_constraint
 
-from .errors import InvalidRequestError, UnsupportedParameterError
+from .errors import InvalidRequestError
 from .schemas import (
     ChatCompletionRequest,
     NamedToolChoice,
@@ -72,12 +73,13 @@ def plan_output(request: ChatCompletionRequest, output_format: OutputFormat) -> 
                 "response_format cannot be combined with a tool_choice that forces a call",
                 param="response_format",
             )
-        if choice == "auto":
-            raise UnsupportedParameterError(
-                "response_format together with tools and tool_choice 'auto' is not supported: set "
-                "tool_choice to 'none' (JSON answer) or 'required' (a tool call)",
-                param="response_format",
-            )
+        syntax = output_format.tool_format
+        if choice == "auto" and syntax is not None:
+            # The model answers in the schema or calls one tool (as agents with a typed final output
+            # expect); a model with no call syntax can only answer.
+            calls = forced_call_constraint(syntax, list(tools), None, False)
+            either = AnyOfConstraint((json_constraint, calls))
+            return OutputPlan(tools, syntax, either, "response_format", kwargs)
         return OutputPlan(tools, None, json_constraint, "response_format", kwargs)
     if forced:
         syntax = output_format.tool_format or DEFAULT_FORCED_FORMAT

@@ -172,7 +172,7 @@ def test_unknown_fields_are_ignored(client):
         messages=QUESTION,
         temperature=0,
         max_tokens=10,
-        extra_body={"chat_template_kwargs": {"x": 1}, "some_vendor_field": [1, 2]},
+        extra_body={"guided_backend": "x", "some_vendor_field": [1, 2]},
     )
     assert response.choices[0].message.content
 

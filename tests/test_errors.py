@@ -65,7 +65,14 @@ BAD_REQUESTS = [
         None,
         "messages[0].content[0]",
     ),
-    ("logprobs", request(logprobs=True), 400, "invalid_request_error", "unsupported_parameter", "logprobs"),
+    (
+        "top_logprobs",
+        request(logprobs=True, top_logprobs=2),
+        400,
+        "invalid_request_error",
+        "unsupported_parameter",
+        "top_logprobs",
+    ),
     (
         "unknown model",
         request(model="no-such-model"),

@@ -47,7 +47,14 @@ class OpenVINOGenAIAdapter:
         process = EngineProcess(
             spec.model_id, _BUILDER, spec, spec.running_slots + max_queue, stall_timeout, setup_logging
         )
-        logger.info("model %s ready on %s in %.1f s", spec.model_id, spec.device, time.monotonic() - started)
+        logger.info(
+            "model %s ready on %s in %.1f s (tool-call syntax: %s, reasoning: %s)",
+            spec.model_id,
+            spec.device,
+            time.monotonic() - started,
+            process.output_format.tool_format or "none",
+            "think" if process.output_format.reasoning else "none",
+        )
         info = ModelInfo(
             id=spec.model_id,
             device=spec.device,

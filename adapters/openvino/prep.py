@@ -69,7 +69,7 @@ def preparer_main(sock: socket.socket, spec: Any, setup_logging: Callable[[], No
             state = Ready(
                 model_output_format(tokenizer.chat_template, spec.tool_parser, spec.reasoning_parser)
             )
-            logger.info("model %s output format: %s", spec.model_id, state.output_format)
+            logger.debug("model %s output format: %s", spec.model_id, state.output_format)
     reasoning = state.output_format.reasoning if isinstance(state, Ready) else None
     try:
         frames.send(state)
