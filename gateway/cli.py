@@ -11,12 +11,18 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
+
+from adapters.export.tasks import TASKS
 
 from . import __version__
 from .config import ConfigError, ModelSpec, ServerConfig, load_config, with_defaults
 from .logs import configure_logging
+
+if TYPE_CHECKING:
+    from adapters.export.optimum_intel import ExportOptions
 
 logger = logging.getLogger("openarc")
 
@@ -103,7 +109,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("source", help="Hugging Face model id, local transformers folder, or .gguf file")
     export.add_argument("output", nargs="?", type=Path, help="output folder (default: the cache's exports/)")
-    export.add_argument("--preset", help="int4-awq-se (recommended, default), int4, int8 (naive) or fp16")
+    export.add_argument(
+        "--task",
+        choices=TASKS,
+        help="chat, embedding or rerank model (default: detected from config.json and modules.json)",
+    )
+    export.add_argument(
+        "--preset",
+        help="int4-awq-se (default for chat models), int4, int8 (naive) or fp16 (default for the others)",
+    )
     export.add_argument("--weight-format", choices=["fp32", "fp16", "int8", "int4"])
     export.add_argument(
         "--sym", action=argparse.BooleanOptionalAction, help="symmetric quantization (--asym)"
@@ -215,20 +229,12 @@ def _drained(signum: int, _frame: object) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from adapters.export.optimum_intel import PRESETS, ExportError, ExportOptions, export_model
+    from adapters.export.optimum_intel import ExportError, export_model
 
-    preset = args.preset or (None if args.weight_format else "int4-awq-se")
-    if preset is not None and preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    options = PRESETS[preset] if preset else ExportOptions(weight_format=args.weight_format)
-    chosen = {
-        field: getattr(args, field)
-        for field in ExportOptions.__dataclass_fields__
-        if getattr(args, field, None) is not None and field != "trust_remote_code"
-    }
-    options = dataclasses.replace(options, **chosen, trust_remote_code=args.trust_remote_code)
-    if chosen and preset:
-        preset = f"{preset} (modified)"
+    try:
+        options, preset = _export_options(args)
+    except ExportError as exc:
+        raise ConfigError(str(exc)) from exc
     output = args.output
     if output is None:
         cache = Path(args.cache_dir).expanduser() if args.cache_dir else ServerConfig().cache_path
@@ -246,6 +252,29 @@ def _export(args: argparse.Namespace) -> int:
         sys.stderr.write(f"note: {note}\n")
     sys.stdout.write(f"{output}\n")
     return 0
+
+
+def _export_options(args: argparse.Namespace) -> tuple[ExportOptions, str | None]:
+    """The export's ``ExportOptions`` and preset name: the task's default preset, then the flags on top."""
+    from adapters.export.optimum_intel import PRESETS, ExportOptions, source_task
+
+    # The task decides the default preset: int4 with calibration for chat models, fp16 for encoders
+    # (small, and data-aware compression does not apply to them).
+    task = args.task or source_task(args.source)
+    default = "int4-awq-se" if task == "text-generation" else "fp16"
+    preset = args.preset or (None if args.weight_format else default)
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    options = PRESETS[preset] if preset else ExportOptions(weight_format=args.weight_format)
+    chosen = {
+        field: getattr(args, field)
+        for field in ExportOptions.__dataclass_fields__
+        if getattr(args, field, None) is not None and field not in ("trust_remote_code", "task")
+    }
+    options = dataclasses.replace(options, **chosen, task=task, trust_remote_code=args.trust_remote_code)
+    if chosen and preset:
+        preset = f"{preset} (modified)"
+    return options, preset
 
 
 def _models(args: argparse.Namespace) -> int:

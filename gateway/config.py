@@ -65,6 +65,15 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     """A Jinja chat template to use instead of the model's own: the template itself, or the path of a
     file holding it (as llama.cpp's ``--chat-template-file`` and vLLM's ``--chat-template``). Text
     with ``{{`` or ``{%`` is a template; anything else is a path."""
+    kind: Literal["auto", "chat", "embedding", "rerank"] = "auto"
+    """What the model serves: chat (``/v1/chat/completions``, ``/v1/completions``), embedding
+    (``/v1/embeddings``) or rerank (``/v1/rerank``); ``auto`` reads it from the export (its manifest's
+    task, else the architecture in config.json; a GGUF file is chat)."""
+    batch_size: Annotated[int, Meta(ge=1)] = 32
+    """Embedding and rerank models: most texts sent to the model in one call (requests that arrive while
+    it is busy are joined up to this)."""
+    batch_wait: Annotated[float, Meta(ge=0)] = 0.002
+    """Embedding and rerank models: seconds an idle model waits for more requests to join a batch."""
     tool_parser: Literal["auto", "hermes", "llama3_json", "mistral", "none"] = "auto"
     """How tool calls are read out of the model's output: ``auto`` finds the syntax in the chat template
     (``<tool_call>`` is hermes, ``[TOOL_CALLS]`` mistral, Llama 3's JSON form llama3_json); ``none``

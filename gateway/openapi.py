@@ -35,11 +35,15 @@ from .schemas import (
     ChatCompletionRequest,
     Completion,
     CompletionRequest,
+    CreateEmbeddingResponse,
+    EmbeddingRequest,
     ErrorResponse,
     Health,
     Model,
     ModelList,
     Readiness,
+    RerankRequest,
+    RerankResponse,
 )
 
 JSON = "application/json"
@@ -82,6 +86,21 @@ OPERATIONS: dict[tuple[str, str], Body] = {
             200: "The completion; with `stream: true`, server-sent events, each `data: <Completion>` "
             "with one choice, then `data: [DONE]`."
         },
+    ),
+    ("/v1/embeddings", "post"): Body(
+        request=EmbeddingRequest,
+        responses={200: {JSON: CreateEmbeddingResponse}},
+        errors=(400, 401, 404, 408, 413, 429, 500, 503),
+    ),
+    ("/v1/rerank", "post"): Body(
+        request=RerankRequest,
+        responses={200: {JSON: RerankResponse}},
+        errors=(400, 401, 404, 408, 413, 429, 500, 503),
+    ),
+    ("/rerank", "post"): Body(
+        request=RerankRequest,
+        responses={200: {JSON: RerankResponse}},
+        errors=(400, 401, 404, 408, 413, 429, 500, 503),
     ),
     ("/v1/models", "get"): Body(responses={200: {JSON: ModelList}}, errors=(401, 500)),
     ("/v1/models/{model_id}", "get"): Body(responses={200: {JSON: Model}}, errors=(401, 404, 500, 503)),

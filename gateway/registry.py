@@ -46,8 +46,23 @@ def load_openvino_genai(spec: ModelSpec, path: Path, config: ServerConfig) -> Ad
     server's own logging setup, which they run at start.
     """
     from adapters.openvino.adapter import OpenVINOGenAIAdapter
+    from adapters.openvino.encoder import EncoderAdapter
+    from adapters.openvino.model_files import detect_kind
     from adapters.openvino.spec import PipelineSpec
 
+    setup_logging = functools.partial(configure_logging, config.log_level, config.log_format)
+    kind = detect_kind(path) if spec.kind == "auto" else spec.kind
+    if kind != "chat":
+        return EncoderAdapter.load(
+            spec.id,
+            kind,
+            str(path),
+            spec.device,
+            spec.max_queue,
+            spec.batch_size,
+            spec.batch_wait,
+            setup_logging,
+        )
     pipeline = PipelineSpec(
         model_id=spec.id,
         path=path,
@@ -59,7 +74,6 @@ def load_openvino_genai(spec: ModelSpec, path: Path, config: ServerConfig) -> Ad
         tool_parser=spec.tool_parser,
         reasoning_parser=spec.reasoning_parser,
     )
-    setup_logging = functools.partial(configure_logging, config.log_level, config.log_format)
     return OpenVINOGenAIAdapter.load(pipeline, spec.max_queue, spec.stall_timeout, setup_logging)
 
 

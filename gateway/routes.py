@@ -8,19 +8,24 @@ from litestar.response import Stream
 from adapters.base import ModelInfo
 
 from .completions import collect_completion, open_completion
+from .encoders import create_embeddings, require_kind, rerank
 from .errors import UnsupportedMediaTypeError
 from .registry import ModelRegistry
 from .schemas import (
     ChatCompletion,
     Completion,
+    CreateEmbeddingResponse,
     Health,
     Model,
     ModelActivity,
     ModelList,
     ModelReadiness,
     Readiness,
+    RerankResponse,
     decode_chat_request,
     decode_completion_request,
+    decode_embedding_request,
+    decode_rerank_request,
 )
 from .streaming import collect, open_chunks, sse, to_params, unless_disconnected
 
@@ -37,6 +42,7 @@ async def create_chat_completion(
     _require_json(request)
     chat = decode_chat_request(await request.body())
     adapter = registry.get(chat.model)
+    require_kind(adapter.info, "chat")
     timeout = registry.request_timeout(chat.model)
     params = to_params(chat, adapter.info.output_format)
     if chat.stream:
@@ -56,6 +62,7 @@ async def create_completion(request: Request, registry: ModelRegistry) -> Respon
     _require_json(request)
     body = decode_completion_request(await request.body())
     adapter = registry.get(body.model)
+    require_kind(adapter.info, "chat")
     timeout = registry.request_timeout(body.model)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -66,6 +73,26 @@ async def create_completion(request: Request, registry: ModelRegistry) -> Respon
         return await collect_completion(await open_completion(adapter, body, True, timeout))
 
     return Response(await unless_disconnected(request, complete()))
+
+
+@post("/v1/embeddings", status_code=200)
+async def create_embedding(request: Request, registry: ModelRegistry) -> Response[CreateEmbeddingResponse]:
+    """Embed a string, a list of strings or token arrays with an embedding model."""
+    _require_json(request)
+    body = decode_embedding_request(await request.body())
+    adapter = registry.get(body.model)
+    work = create_embeddings(adapter, body, registry.request_timeout(body.model))
+    return Response(await unless_disconnected(request, work))
+
+
+@post(["/v1/rerank", "/rerank"], status_code=200)
+async def create_rerank(request: Request, registry: ModelRegistry) -> Response[RerankResponse]:
+    """Order documents by relevance to a query with a rerank (cross-encoder) model."""
+    _require_json(request)
+    body = decode_rerank_request(await request.body())
+    adapter = registry.get(body.model)
+    work = rerank(adapter, body, registry.request_timeout(body.model))
+    return Response(await unless_disconnected(request, work))
 
 
 def _require_json(request: Request) -> None:
@@ -86,6 +113,7 @@ def _model(info: ModelInfo) -> Model:
         owned_by=info.owned_by,
         device=info.device,
         context_length=info.context_length,
+        kind=info.kind,
     )
 
 
@@ -116,4 +144,13 @@ async def ready(registry: ModelRegistry) -> Response[Readiness]:
     return Response(readiness, status_code=503 if waiting else 200)
 
 
-ROUTES = [create_chat_completion, create_completion, list_models, retrieve_model, health, ready]
+ROUTES = [
+    create_chat_completion,
+    create_completion,
+    create_embedding,
+    create_rerank,
+    list_models,
+    retrieve_model,
+    health,
+    ready,
+]

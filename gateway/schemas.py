@@ -201,6 +201,38 @@ class CompletionRequest(Wire, kw_only=True):
     ignore_eos: bool = False
 
 
+MAX_EMBEDDING_INPUTS = 2048
+"""OpenAI's limit on the inputs of one embeddings request."""
+MAX_RERANK_DOCUMENTS = 1000
+
+
+class EmbeddingRequest(Wire, kw_only=True):
+    """``POST /v1/embeddings``: ``input`` is a string, a list of strings, a token array or a list of them."""
+
+    # One list type for all three list forms (msgspec takes one array type per union); the gateway
+    # checks that its items are all strings, all token ids, or all token arrays.
+    input: str | Annotated[list[str | int | list[int]], Meta(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+    model: str
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Annotated[int, Meta(ge=1)] | None = None
+    user: str | None = None
+
+
+class RerankDocument(Wire, kw_only=True):
+    text: str
+
+
+class RerankRequest(Wire, kw_only=True):
+    """``POST /v1/rerank`` (Cohere and Jina's shape, which LangChain's and LlamaIndex's rerankers speak)."""
+
+    model: str
+    query: str
+    documents: Annotated[list[str | RerankDocument], Meta(min_length=1, max_length=MAX_RERANK_DOCUMENTS)]
+    top_n: Annotated[int, Meta(ge=1)] | None = None
+    return_documents: bool = False
+    """Cohere's default; Jina's is true."""
+
+
 # --- responses ---------------------------------------------------------------------------------------
 
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -327,6 +359,43 @@ class Completion(Wire, kw_only=True):
     usage: CompletionUsage | None | UnsetType = UNSET
 
 
+class Embedding(Wire, kw_only=True):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+    """Floats, or with ``encoding_format: "base64"`` the float32 little-endian bytes in base64."""
+
+
+class EmbeddingUsage(Wire, kw_only=True):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class CreateEmbeddingResponse(Wire, kw_only=True):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+
+
+class RerankResult(Wire, kw_only=True):
+    index: int
+    relevance_score: float
+    document: RerankDocument | UnsetType = UNSET
+
+
+class RerankUsage(Wire, kw_only=True):
+    total_tokens: int
+
+
+class RerankResponse(Wire, kw_only=True):
+    id: str
+    model: str
+    results: list[RerankResult]
+    """Best first; ``index`` is the document's position in the request."""
+    usage: RerankUsage
+
+
 # --- models ------------------------------------------------------------------------------------------
 
 
@@ -339,6 +408,8 @@ class Model(Wire, kw_only=True):
     device: str
     context_length: int | None
     status: str = "ready"
+    kind: Literal["chat", "embedding", "rerank"] = "chat"
+    """What the model serves: chat and text completions, embeddings, or rerank."""
 
 
 class ModelList(Wire, kw_only=True):
@@ -409,6 +480,8 @@ class Readiness(Wire, kw_only=True):
 
 _chat_request_decoder = msgspec.json.Decoder(ChatCompletionRequest)
 _completion_request_decoder = msgspec.json.Decoder(CompletionRequest)
+_embedding_request_decoder = msgspec.json.Decoder(EmbeddingRequest)
+_rerank_request_decoder = msgspec.json.Decoder(RerankRequest)
 _LONE_HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
 
 
@@ -420,6 +493,14 @@ def decode_chat_request(body: bytes) -> ChatCompletionRequest:
 def decode_completion_request(body: bytes) -> CompletionRequest:
     """Strict decoding of a text completion request (see ``decode_request``)."""
     return decode_request(_completion_request_decoder, body)
+
+
+def decode_embedding_request(body: bytes) -> EmbeddingRequest:
+    return decode_request(_embedding_request_decoder, body)
+
+
+def decode_rerank_request(body: bytes) -> RerankRequest:
+    return decode_request(_rerank_request_decoder, body)
 
 
 def decode_request(decoder: msgspec.json.Decoder, body: bytes) -> Any:

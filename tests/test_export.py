@@ -1,53 +1,47 @@
-"""openarc export on the demo GGUF (int8, int4), then serving, listing and comparing the exports.
+"""openarc export: the demo GGUF (int8, int4), then serving, listing and comparing the exports; an
+embedding model and a reranker (see ``encoder_models``), then loading them in openvino-genai's pipelines.
 
 Exports take minutes on 2 cores, so they are cached under ~/.cache/openarc/test-exports, keyed by the
-export code and the versions of the libraries that shape the result.
+export code and the versions of the libraries that shape the result (``encoder_models.export_cache``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from encoder_models import (
+    CACHE_ROOT,
+    export_cache,
+    minilm_export,
+    minilm_source,
+    openarc,
+    reranker_export,
+    reranker_source,
+)
 from test_admin import AUTH, ask
 
-from adapters.export.optimum_intel import MANIFEST
-from bench.server import ROOT
-from gateway.config import ServerConfig
+from adapters.export.optimum_intel import MANIFEST, source_task
 from gateway.sources import ensure_demo_model
 
-CACHE = ServerConfig().cache_path / "test-exports"
 PRESETS = ("int8", "int4")
-
-
-def cache_key() -> str:
-    digest = hashlib.sha256()
-    for module in ("adapters/export/optimum_intel.py", "adapters/export/gguf_source.py"):
-        digest.update((ROOT / module).read_bytes())
-    for package in ("optimum-intel", "nncf", "transformers", "openvino", "openvino-tokenizers"):
-        digest.update(importlib.metadata.version(package).encode())
-    return digest.hexdigest()[:16]
-
-
-def openarc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=1800
-    )
+SENTENCES = [
+    "A man is eating food.",
+    "The new movie is awesome.",
+    "Quantum chromodynamics describes the strong interaction between quarks and gluons.",
+]
 
 
 @pytest.fixture(scope="session")
 def demo_gguf() -> Path:
-    return ensure_demo_model(ServerConfig().cache_path)
+    return ensure_demo_model(CACHE_ROOT)
 
 
 @pytest.fixture(scope="session")
 def exports(demo_gguf) -> dict[str, Path]:
-    folder = CACHE / cache_key()
+    folder = export_cache()
     made = {}
     for preset in PRESETS:
         output = folder / f"smollm2-{preset}"
@@ -66,7 +60,7 @@ def transformers_folder(demo_gguf) -> Path:
 
     from adapters.export.gguf_source import gguf_to_transformers, openvino_encoder
 
-    output = CACHE / cache_key() / "smollm2-transformers"
+    output = export_cache() / "smollm2-transformers"
     if not (output / "config.json").is_file():
         gguf_to_transformers(demo_gguf, output, openvino_encoder(openvino_genai.Tokenizer(str(demo_gguf))))
     return output
@@ -87,6 +81,7 @@ def test_manifests_record_how_each_export_was_made(exports, demo_gguf):
     for made in (int8, int4):
         assert any("rebuilt it from the GGUF vocabulary" in note for note in made["notes"])
         assert made["tokenizer_check"]["identical"] == made["tokenizer_check"]["samples"] >= 10
+        assert made["options"]["task"] == "text-generation" and made["tokenizer_check"]["chat_template"]
         assert made["versions"]["optimum-intel"] and made["versions"]["openvino"]
         assert made["duration_s"] > 0 and made["created"]
     for folder in exports.values():
@@ -153,4 +148,105 @@ def test_failed_export_leaves_no_folder(tmp_path):
     result = openarc("export", str(tmp_path), str(output), "--preset", "int8")
     assert result.returncode == 2
     assert "neither a transformers model folder nor a .gguf file" in result.stderr
+    assert not output.exists() and not list(tmp_path.glob(".never.partial-*"))
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Path:
+    return minilm_export()
+
+
+@pytest.fixture(scope="session")
+def reranker() -> Path:
+    return reranker_export()
+
+
+def test_task_is_detected_from_the_source(demo_gguf):
+    assert source_task(str(demo_gguf)) == "text-generation"
+    assert source_task(str(minilm_source())) == "feature-extraction"
+    assert source_task(str(reranker_source())) == "text-classification"
+
+
+def test_embedding_export_carries_the_sentence_transformers_config(minilm):
+    made = manifest(minilm)
+    assert (made["preset"], made["options"]["task"], made["options"]["weight_format"]) == (
+        "fp16",
+        "feature-extraction",
+        "fp16",
+    )
+    assert made["tokenizer_check"]["identical"] == made["tokenizer_check"]["samples"]
+    assert made["tokenizer_check"]["chat_template"] is False, "encoders need no chat template"
+    for name in ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"):
+        assert (minilm / name).read_bytes() == (minilm_source() / name).read_bytes()
+    assert json.loads((minilm / "1_Pooling" / "config.json").read_text())["pooling_mode_mean_tokens"]
+    assert json.loads((minilm / "sentence_bert_config.json").read_text())["max_seq_length"] == 256
+    names = {p.name for p in minilm.iterdir()}
+    assert {"openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"} <= names
+
+
+def test_embedding_export_equals_transformers_mean_pooling(minilm):
+    import openvino_genai
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    config = openvino_genai.TextEmbeddingPipeline.Config(
+        pooling_type=openvino_genai.TextEmbeddingPipeline.PoolingType.MEAN, normalize=True
+    )
+    pipeline = openvino_genai.TextEmbeddingPipeline(str(minilm), "CPU", config)
+    embedded = np.array(pipeline.embed_documents(SENTENCES))
+    assert np.allclose(np.array(pipeline.embed_query(SENTENCES[0])), embedded[0], atol=1e-6)
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_source())
+    tokens = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    mask = tokens["attention_mask"].unsqueeze(-1).float()
+
+    def reference(model: torch.nn.Module) -> np.ndarray:
+        with torch.no_grad():
+            hidden = model.eval()(**tokens).last_hidden_state
+        return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1).numpy()
+
+    # The export stores fp16 weights: with the same rounding, transformers gives the same vectors
+    # (measured 1.4e-7); against the fp32 original the rounding alone accounts for about 2e-4.
+    original = AutoModel.from_pretrained(minilm_source())
+    assert np.abs(reference(original) - embedded).max() < 1e-3
+    assert np.abs(reference(original.half().float()) - embedded).max() < 1e-4
+
+
+def test_rerank_export_loads_in_the_rerank_pipeline(reranker):
+    import openvino_genai
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    made = manifest(reranker)
+    assert (made["options"]["task"], made["preset"]) == ("text-classification", "fp16")
+    config = openvino_genai.TextRerankPipeline.Config()
+    config.top_n = len(SENTENCES)
+    query = "What do people eat?"
+    ranked = openvino_genai.TextRerankPipeline(str(reranker), "CPU", config).rerank(query, SENTENCES)
+    assert sorted(index for index, _ in ranked) == [0, 1, 2]
+    scores = [score for _, score in ranked]
+    assert scores == sorted(scores, reverse=True)
+
+    source = reranker_source()
+    tokens = AutoTokenizer.from_pretrained(source)([query] * 3, SENTENCES, padding=True, return_tensors="pt")
+    # fp16 weights, as exported. The random model's scores are close together (about 0.12 ± 0.003), yet
+    # thousands of times further apart than the export's error (3.6e-7 measured): the order is the same too.
+    model = AutoModelForSequenceClassification.from_pretrained(source).eval().half().float()
+    with torch.no_grad():
+        expected = torch.sigmoid(model(**tokens).logits[:, 0]).numpy()
+    assert max(abs(expected[index] - score) for index, score in ranked) < 1e-5
+    assert [index for index, _ in ranked] == list(np.argsort(-expected))
+
+
+@pytest.mark.parametrize(
+    "flags", [("--task", "feature-extraction", "--awq"), ("--awq",)], ids=["given", "detected"]
+)
+def test_encoder_export_refuses_calibration(tmp_path, flags):
+    output = tmp_path / "never"
+    result = openarc("export", str(minilm_source()), str(output), *flags)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "openarc: error: --awq: data-aware compression applies to text-generation models only; "
+        "export feature-extraction models with --preset fp16 (default), int8 or int4"
+    ]
     assert not output.exists() and not list(tmp_path.glob(".never.partial-*"))

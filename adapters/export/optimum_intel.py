@@ -1,11 +1,12 @@
 """``openarc export``: a model to an OpenVINO IR folder with optimum-intel, ahead of time.
 
 Sources: a Hugging Face model id (downloaded with huggingface-hub), a local transformers folder, or a
-``.gguf`` file (read by transformers, tokenizer checked and repaired, see ``gguf_source``). The output
-folder holds the IR, the OpenVINO tokenizer and detokenizer, the chat template and ``openarc-export.json``
-(how it was made). It is written next to its final name and renamed at the end, so a failed export
-never leaves a folder that looks valid. optimum-intel (and torch) come from the ``export`` extra and are
-imported only here, lazily.
+``.gguf`` file (read by transformers, tokenizer checked and repaired, see ``gguf_source``). Chat, embedding
+and rerank models (see ``tasks``). The output folder holds the IR, the OpenVINO tokenizer and detokenizer,
+the chat template (chat models), the sentence-transformers configuration (embedding models) and
+``openarc-export.json`` (how it was made). It is written next to its final name and renamed at the end,
+so a failed export never leaves a folder that looks valid. optimum-intel (and torch) come from the
+``export`` extra and are imported only here, lazily.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .gguf_source import (
     openvino_encoder,
     tokenizer_mismatches,
 )
+from .tasks import OPTIMUM_TASKS, TASKS, Task, copy_sentence_transformers_files, detect_task
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ _GROUP_SIZES = (128, 64, 32, 16, 8)
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """How to compress the weights; the fields mirror optimum-cli's export options."""
+    """What the model is for and how to compress its weights; the fields mirror optimum-cli's options."""
 
     weight_format: WeightFormat = "int4"
     sym: bool = False
@@ -60,6 +62,10 @@ class ExportOptions:
     file (one sample per paragraph), or a dataset name (needs the Hugging Face Hub)."""
     num_samples: int | None = None
     trust_remote_code: bool = False
+    # Last, so that positional construction (``ExportOptions("int8")``) keeps meaning the weight format.
+    task: Task = "text-generation"
+    """Chat (``text-generation``), embeddings (``feature-extraction``) or reranking
+    (``text-classification``); recorded in the manifest as ``options.task``."""
 
 
 PRESETS: dict[str, ExportOptions] = {
@@ -83,6 +89,7 @@ def export_model(
     source: str, output: Path, options: ExportOptions, preset: str | None, force: bool = False
 ) -> dict:
     """Export ``source`` to ``output``; returns the manifest written there."""
+    _check_task(options)
     output = output.expanduser().resolve()
     if output.exists() and not force:
         raise ExportError(f"{output} already exists (use --force to replace it)")
@@ -96,7 +103,9 @@ def export_model(
             options, group_note = _valid_group_size(model_dir, options)
             notes += group_note
             _convert(model_dir, staging, options)
-            check = _check_tokenizer(staging, reference)
+            if options.task == "feature-extraction":
+                notes += copy_sentence_transformers_files(model_dir, staging)
+            check = _check_tokenizer(staging, reference, options.task)
         manifest = _manifest(source, preset, options, notes, check, time.monotonic() - started)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if output.exists():
@@ -152,6 +161,47 @@ def _progress_in_logs() -> Iterator[None]:
         Progress.update, Progress.advance = update, advance  # type: ignore[method-assign]
 
 
+def source_task(source: str) -> Task:
+    """The task ``source`` (a ``.gguf`` file, a local folder or a hub id) was made for.
+
+    For a hub id only ``config.json`` and ``modules.json`` are fetched; the export downloads the rest.
+    """
+    path = Path(source).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        return "text-generation"  # transformers reads only decoder GGUFs
+    if not path.exists():
+        from huggingface_hub import snapshot_download
+
+        try:
+            path = Path(snapshot_download(source, allow_patterns=["config.json", "modules.json"]))
+        except Exception as exc:  # noqa: BLE001 - any hub failure is one line for the user
+            raise ExportError(
+                f"{source} is not a local path and could not be downloaded: {first_line(exc)}"
+            ) from exc
+    return detect_task(path)
+
+
+def _check_task(options: ExportOptions) -> None:
+    """A known task, and data-aware compression (it calibrates on text the model writes) for chat only."""
+    if options.task not in TASKS:
+        raise ExportError(f"unknown task {options.task!r}; choose one of {', '.join(TASKS)}")
+    if options.task == "text-generation":
+        return
+    flags = {
+        "--awq": options.awq,
+        "--scale-estimation": options.scale_estimation,
+        "--gptq": options.gptq,
+        "--dataset": options.dataset,
+        "--num-samples": options.num_samples,
+    }
+    used = [flag for flag, value in flags.items() if value]
+    if used:
+        raise ExportError(
+            f"{', '.join(used)}: data-aware compression applies to text-generation models only; "
+            f"export {options.task} models with --preset fp16 (default), int8 or int4"
+        )
+
+
 def _transformers_source(source: str, scratch: Path, options: ExportOptions) -> tuple[Path, list[str], Any]:
     """A local transformers folder for ``source``, notes on repairs, and the reference tokenizer."""
     path = Path(source).expanduser()
@@ -199,19 +249,21 @@ def _valid_group_size(model_dir: Path, options: ExportOptions) -> tuple[ExportOp
 
 def _convert(model_dir: Path, output: Path, options: ExportOptions) -> None:
     """Run optimum-intel: export to IR with weight compression, then the OpenVINO tokenizers."""
-    from optimum.intel import OVConfig, OVModelForCausalLM, OVWeightQuantizationConfig
+    import optimum.intel
+    from optimum.intel import OVConfig, OVWeightQuantizationConfig
     from transformers import AutoTokenizer
 
+    optimum_task, model_class = OPTIMUM_TASKS[options.task]
     remote = options.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=remote)
     if options.weight_format in ("fp16", "fp32"):
         from optimum.exporters.openvino import main_export
 
-        logger.info("exporting to OpenVINO IR (%s weights)", options.weight_format)
+        logger.info("exporting to OpenVINO IR for %s (%s weights)", options.task, options.weight_format)
         main_export(
             str(model_dir),
             output=output,
-            task="text-generation-with-past",
+            task=optimum_task,
             ov_config=OVConfig(dtype=options.weight_format),
             trust_remote_code=remote,
             convert_tokenizer=False,
@@ -220,12 +272,14 @@ def _convert(model_dir: Path, output: Path, options: ExportOptions) -> None:
         quantization = OVWeightQuantizationConfig(
             **_quantization_arguments(options), tokenizer=str(model_dir)
         )
-        logger.info("exporting to OpenVINO IR with %s weight compression", options.weight_format)
-        model = OVModelForCausalLM.from_pretrained(
+        logger.info(
+            "exporting to OpenVINO IR for %s with %s weight compression", options.task, options.weight_format
+        )
+        model = getattr(optimum.intel, model_class).from_pretrained(
             model_dir, export=True, compile=False, quantization_config=quantization, trust_remote_code=remote
         )
         model.save_pretrained(output)
-    tokenizer.save_pretrained(output)  # chat template and tokenizer files beside the IR
+    tokenizer.save_pretrained(output)  # chat template (if any) and tokenizer files beside the IR
     _save_openvino_tokenizers(tokenizer, output)
 
 
@@ -268,17 +322,23 @@ def _save_openvino_tokenizers(tokenizer: Any, output: Path) -> None:
     openvino.save_model(ov_detokenizer, output / "openvino_detokenizer.xml")
 
 
-def _check_tokenizer(output: Path, reference: Any) -> dict:
-    """The exported OpenVINO tokenizer must encode exactly as the source's tokenizer does."""
+def _check_tokenizer(output: Path, reference: Any, task: Task) -> dict:
+    """The exported OpenVINO tokenizer must encode exactly as the source's tokenizer does; a chat model's
+    must also carry its chat template."""
     import openvino_genai
 
     exported = openvino_genai.Tokenizer(str(output))
     wrong = tokenizer_mismatches(openvino_encoder(exported), reference)
     if wrong:
         raise ExportError(f"the exported tokenizer encodes {wrong[0]!r} differently from the source model's")
-    if not exported.chat_template:
+    has_template = bool(exported.chat_template)
+    if task == "text-generation" and not has_template:
         raise ExportError("the exported tokenizer has no chat template")
-    return {"samples": len(TOKENIZER_SAMPLES), "identical": len(TOKENIZER_SAMPLES), "chat_template": True}
+    return {
+        "samples": len(TOKENIZER_SAMPLES),
+        "identical": len(TOKENIZER_SAMPLES),
+        "chat_template": has_template,
+    }
 
 
 def _manifest(

@@ -106,3 +106,21 @@ def _skip_value(f: BinaryIO, value_type: int) -> None:
                 _skip_value(f, item_type)
     else:
         raise ValueError(f"unknown GGUF metadata type {value_type}")
+
+
+def detect_kind(path: Path) -> str:
+    """``chat``, ``embedding`` or ``rerank``, from the export's own files: the task its manifest records
+    (an OpenArc export), else what its config.json architecture is for; a GGUF file is chat."""
+    from ..export.tasks import detect_task, manifest_task
+
+    if path.is_file():
+        return "chat"
+    try:
+        manifest = json.loads((path / "openarc-export.json").read_text())
+    except (OSError, ValueError):
+        manifest = None
+    task = manifest_task(manifest) if isinstance(manifest, dict) else detect_task(path)
+    return _TASK_KINDS[task]
+
+
+_TASK_KINDS = {"text-generation": "chat", "feature-extraction": "embedding", "text-classification": "rerank"}
