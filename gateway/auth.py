@@ -2,7 +2,8 @@
 
 Policy, decided by path so that it lives in one place:
 
-- ``/health`` and ``/ready`` are always open (load balancers and Kubernetes probes carry no keys).
+- ``/health`` and ``/ready`` are always open (load balancers and Kubernetes probes carry no keys), and so
+  is the chat page at ``/`` (static; its calls to the API carry the key its user types in).
 - ``/admin`` takes the admin key when one is set (an API key there is a 401); without an admin key it
   takes the API keys; with neither it is open, as before API keys existed.
 - Everything else, ``/metrics`` and the OpenAPI document included, takes the API keys when any are set.
@@ -26,7 +27,7 @@ from .errors import AuthenticationError, MissingApiKeyError
 
 logger = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/health", "/ready"})
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/"})
 ADMIN_PREFIX = "/admin"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 

@@ -91,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--shutdown-grace", type=float, metavar="SECONDS", help="time running requests get after SIGTERM"
     )
+    serve.add_argument(
+        "--no-chat-page",
+        dest="chat_page",
+        action="store_false",
+        default=None,
+        help="do not serve the chat page at /",
+    )
     serve.set_defaults(
         run=_serve,
         admin_key=os.environ.get("OPENARC_ADMIN_KEY"),
@@ -150,7 +157,16 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     config = load_config(args.config)
     overrides = {
         name: getattr(args, name)
-        for name in ("host", "port", "cache_dir", "log_level", "log_format", "log_prompts", "admin_key")
+        for name in (
+            "host",
+            "port",
+            "cache_dir",
+            "log_level",
+            "log_format",
+            "log_prompts",
+            "admin_key",
+            "chat_page",
+        )
         if getattr(args, name, None) is not None
     }
     if getattr(args, "shutdown_grace", None) is not None:

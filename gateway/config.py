@@ -123,6 +123,10 @@ class ServerConfig(Struct, forbid_unknown_fields=True, kw_only=True):
     """Log request messages and generated text (at debug). Off by default: prompts are private."""
     shutdown_grace: Annotated[float, Meta(ge=0)] = 30.0
     """Seconds running requests get to finish after SIGTERM; what is left then is cancelled."""
+    chat_page: bool = True
+    """Serve a chat page at ``/`` to try the models in a browser (``--no-chat-page`` turns it off). The
+    page itself holds nothing secret and needs no key; its requests to the API send the key the user
+    types into it."""
 
     def __repr__(self) -> str:
         # Keys must never reach a log line or a traceback through a repr of the config.

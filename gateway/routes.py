@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 from litestar import Request, Response, get, post
 from litestar.response import Stream
 
@@ -9,7 +11,7 @@ from adapters.base import ModelInfo
 
 from .completions import collect_completion, open_completion
 from .encoders import create_embeddings, require_kind, rerank
-from .errors import UnsupportedMediaTypeError
+from .errors import NotFoundError, UnsupportedMediaTypeError
 from .registry import ModelRegistry
 from .schemas import (
     ChatCompletion,
@@ -144,7 +146,19 @@ async def ready(registry: ModelRegistry) -> Response[Readiness]:
     return Response(readiness, status_code=503 if waiting else 200)
 
 
+_CHAT_PAGE = files("gateway").joinpath("static/chat.html")
+
+
+@get("/", include_in_schema=False)
+async def chat_page(request: Request) -> Response[bytes]:
+    """A chat page for trying the models in a browser (plain HTML and JavaScript, works offline)."""
+    if not request.app.state.config.chat_page:
+        raise NotFoundError("No chat page here: the server runs with --no-chat-page.")
+    return Response(_CHAT_PAGE.read_bytes(), media_type="text/html; charset=utf-8")
+
+
 ROUTES = [
+    chat_page,
     create_chat_completion,
     create_completion,
     create_embedding,

@@ -21,10 +21,28 @@ from bench.server import ROOT, free_port
 CONTAINERFILE = ROOT / "Containerfile"
 
 
-def instructions(name: str) -> list[str]:
-    """The arguments of every ``name`` instruction of the Containerfile (continuation lines joined)."""
+def instructions(name: str, stage: str = "serve") -> list[str]:
+    """The arguments of every ``name`` instruction of one stage of the Containerfile (continuation
+    lines joined); the serving stage by default."""
     text = CONTAINERFILE.read_text().replace("\\\n", " ")
-    return [line.split(None, 1)[1] for line in text.splitlines() if line.split(None, 1)[:1] == [name]]
+    stages = {}
+    for block in text.split("\nFROM ")[1:]:
+        header, _, body = block.partition("\n")
+        stages[header.split()[-1]] = body
+    lines = stages[stage].splitlines()
+    return [line.split(None, 1)[1] for line in lines if line.split(None, 1)[:1] == [name]]
+
+
+def test_serving_image_is_the_default_target():
+    """``podman build`` without --target builds the last stage: it must be the serving image."""
+    last = [line for line in CONTAINERFILE.read_text().splitlines() if line.startswith("FROM ")][-1]
+    assert last.split()[-1] == "serve"
+
+
+def test_export_image_installs_the_export_extra():
+    (run,) = [r for r in instructions("RUN", "export") if "pip install" in r]
+    assert '".[export]"' in run and "-c scripts/constraints.txt" in run
+    assert json.loads(instructions("ENTRYPOINT", "export")[0]) == ["openarc", "export"]
 
 
 def exec_form(name: str) -> list[str]:
@@ -90,7 +108,7 @@ def test_image_installs_without_torch(image: Path):
     missing = [
         str(path.relative_to(ROOT))
         for package in ("gateway", "adapters", "bench")
-        for path in (ROOT / package).rglob("*.py")
+        for path in [*(ROOT / package).rglob("*.py"), *(ROOT / package).rglob("*.html")]
         if not (installed / path.relative_to(ROOT)).is_file()
     ]
     assert not missing, f"the image lacks {missing}: does the Containerfile COPY every package?"
@@ -132,7 +150,21 @@ def test_entry_command_serves_until_healthy(image: Path, tmp_path: Path):
             timeout=120,
         )
         assert answer.status_code == 200, answer.text
+        assert "<select" in httpx.get(f"{url}/", timeout=10).text, "the chat page comes with the image"
     finally:
         process.terminate()
         assert process.wait(timeout=60) == 0
         log.close()
+
+
+def test_compose_points_open_webui_at_openarc():
+    """compose.yaml cannot run here either: check that it builds this Containerfile, waits for the
+    image's health check, and gives Open WebUI OpenArc's /v1 on the port the image serves."""
+    yaml = pytest.importorskip("yaml")
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    openarc = services["openarc"]
+    assert openarc["build"]["dockerfile"] == "Containerfile"
+    port = exec_form("CMD")[exec_form("CMD").index("--port") + 1]
+    webui = services["open-webui"]
+    assert webui["depends_on"]["openarc"]["condition"] == "service_healthy"
+    assert webui["environment"]["OPENAI_API_BASE_URL"] == f"http://openarc:{port}/v1"
