@@ -59,11 +59,37 @@ SECURITY_SCHEMES = {
 
 
 @dataclass(frozen=True)
+class Events:
+    """A ``text/event-stream`` response. Its schema describes one event as a client's SSE parser sees
+    it (``data`` a string), as OpenAPI tools validate streams: each ``data`` is a JSON ``payload``,
+    and the last one is ``[DONE]``; the payload's schema is referenced under ``x-data-schema``."""
+
+    payload: type
+
+    def schema(self) -> dict[str, Any]:
+        name = self.payload.__name__
+        return {
+            "type": "object",
+            "required": ["data"],
+            "properties": {
+                "data": {
+                    "type": "string",
+                    "description": f"A JSON `{name}`, or `[DONE]` after the last one.",
+                },
+                "event": {"type": "string"},
+                "id": {"type": "string"},
+                "retry": {"type": "integer"},
+            },
+            "x-data-schema": {"$ref": REF.format(name=name)},
+        }
+
+
+@dataclass(frozen=True)
 class Body:
     """What one operation reads and answers; types are msgspec Structs, or a literal schema dict."""
 
     request: type | None = None
-    responses: dict[int, dict[str, type | dict[str, Any]]] = field(default_factory=dict)
+    responses: dict[int, dict[str, type | Events | dict[str, Any]]] = field(default_factory=dict)
     errors: tuple[int, ...] = (500,)
     descriptions: dict[int, str] = field(default_factory=dict)
 
@@ -71,7 +97,7 @@ class Body:
 OPERATIONS: dict[tuple[str, str], Body] = {
     ("/v1/chat/completions", "post"): Body(
         request=ChatCompletionRequest,
-        responses={200: {JSON: ChatCompletion, "text/event-stream": ChatCompletionChunk}},
+        responses={200: {JSON: ChatCompletion, "text/event-stream": Events(ChatCompletionChunk)}},
         errors=(400, 401, 404, 408, 413, 429, 500, 503),
         descriptions={
             200: "The completion; with `stream: true`, server-sent events, each `data: <ChatCompletionChunk>`"
@@ -80,7 +106,7 @@ OPERATIONS: dict[tuple[str, str], Body] = {
     ),
     ("/v1/completions", "post"): Body(
         request=CompletionRequest,
-        responses={200: {JSON: Completion, "text/event-stream": Completion}},
+        responses={200: {JSON: Completion, "text/event-stream": Events(Completion)}},
         errors=(400, 401, 404, 408, 413, 429, 500, 503),
         descriptions={
             200: "The completion; with `stream: true`, server-sent events, each `data: <Completion>` "
@@ -153,10 +179,13 @@ def _types() -> set[type]:
             found.add(body.request)
         for media in body.responses.values():
             found.update(kind for kind in media.values() if isinstance(kind, type))
+            found.update(kind.payload for kind in media.values() if isinstance(kind, Events))
     return found
 
 
-def _schema(kind: type | dict[str, Any]) -> Reference | dict[str, Any]:
+def _schema(kind: type | Events | dict[str, Any]) -> Reference | dict[str, Any]:
+    if isinstance(kind, Events):
+        return kind.schema()
     return Reference(ref=REF.format(name=kind.__name__)) if isinstance(kind, type) else kind
 
 

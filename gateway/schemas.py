@@ -165,6 +165,20 @@ class ChatCompletionRequest(Wire, kw_only=True):
     user: str | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    prediction: dict[str, Any] | None = None
+    """A hint for speculative decoding; the output is the same without it."""
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    # Refused when set (400 unsupported_parameter): ignoring them would change the answer silently.
+    logit_bias: dict[str, float] | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
     # OpenArc extensions (as in vLLM and llama.cpp server).
     top_k: Annotated[int, Meta(ge=0, le=MAX_INT32)] = 0
     min_p: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.0

@@ -86,6 +86,7 @@ _TEMPLATE_ROLES = {"developer": "system"}
 
 def to_params(request: ChatCompletionRequest, output_format: OutputFormat) -> GenerationParams:
     """Map a chat request to backend-neutral generation parameters."""
+    _refuse_unsupported(request)
     if request.top_logprobs:
         raise UnsupportedParameterError(
             "top_logprobs is not supported: openvino-genai reports only the chosen token's log probability "
@@ -104,6 +105,24 @@ def to_params(request: ChatCompletionRequest, output_format: OutputFormat) -> Ge
         template_kwargs=plan.template_kwargs or {},
         **sampling(request),
     )
+
+
+_REFUSED = {
+    "logit_bias": "logit_bias is not supported by openvino-genai's sampler",
+    "functions": "functions (the legacy form of tools) is not supported: send tools",
+    "function_call": "function_call (the legacy form of tool_choice) is not supported: send tool_choice",
+    "audio": "audio output is not supported: OpenArc serves text models",
+    "web_search_options": "web search is not supported",
+}
+
+
+def _refuse_unsupported(request: ChatCompletionRequest) -> None:
+    """OpenAI fields whose effect OpenArc cannot give are a 400 naming them, never silently dropped."""
+    for name, reason in _REFUSED.items():
+        if getattr(request, name):
+            raise UnsupportedParameterError(reason, param=name)
+    if request.modalities and set(request.modalities) != {"text"}:
+        raise UnsupportedParameterError("only the text modality is supported", param="modalities")
 
 
 def sampling(request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:

@@ -136,6 +136,18 @@ def test_refused_parameters(client: openai.OpenAI, http: httpx.Client):
             model=DEMO, messages=[{"role": "user", "content": "hi"}], logprobs=True, top_logprobs=2
         )
     assert top.value.body["param"] == "top_logprobs" and top.value.body["code"] == "unsupported_parameter"
+    chat = {"model": DEMO, "messages": [{"role": "user", "content": "hi"}]}
+    refused = {"logit_bias": {"50256": -100}, "functions": [{"name": "f"}], "modalities": ["text", "audio"]}
+    for field, value in refused.items():
+        response = http.post("/v1/chat/completions", json={**chat, field: value})
+        assert response.status_code == 400, (field, response.text)
+        assert response.json()["error"]["param"] == field
+    ignored = {
+        "service_tier": "auto",
+        "reasoning_effort": "low",
+        "prediction": {"type": "content", "content": "x"},
+    }
+    assert http.post("/v1/chat/completions", json={**chat, **ignored, "max_tokens": 2}).status_code == 200
     for field, value in (("suffix", "end"), ("logprobs", 2), ("best_of", 3)):
         response = http.post("/v1/completions", json={"model": DEMO, "prompt": "x", field: value})
         assert response.status_code == 400, (field, response.text)

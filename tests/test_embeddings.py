@@ -266,3 +266,20 @@ def test_killed_encoder_is_restarted(http: httpx.Client, encoders):
     assert statuses[-1] == 200, statuses
     models = {m["id"]: m for m in http.get("/admin/models", headers=AUTH).json()["data"]}
     assert models[EMBEDDER]["restarts"] >= 1 and models[EMBEDDER]["engine_pid"] != pid
+
+
+async def test_full_queue_is_a_429(http: httpx.Client, aclient: openai.AsyncOpenAI, encoders):
+    """Admission control as in chat: one request in the encoder and none waiting, the rest get 429."""
+    spec = {"id": "minilm-tiny-queue", "source": str(encoders[EMBEDDER]), "batch_size": 1, "max_queue": 0}
+    assert http.post("/admin/models", headers=AUTH, json=spec).status_code == 200
+    try:
+        texts = [" ".join(["word"] * 200) + f" {i}" for i in range(12)]
+        results = await asyncio.gather(
+            *(aclient.embeddings.create(model=spec["id"], input=t) for t in texts), return_exceptions=True
+        )
+        refused = [r for r in results if isinstance(r, openai.RateLimitError)]
+        served = [r for r in results if not isinstance(r, BaseException)]
+        assert refused and served and len(refused) + len(served) == len(texts)
+        assert all(r.response.headers.get("retry-after") for r in refused)
+    finally:
+        http.delete(f"/admin/models/{spec['id']}", headers=AUTH)
