@@ -81,7 +81,8 @@ def stops_accepting(root: str, within: float = 30) -> bool:
     while time.monotonic() < deadline:
         try:
             httpx.get(f"{root}/health", timeout=10)
-        except httpx.ConnectError:
+        except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
+            # Refused, or (a connection the listener took just before it closed) reset unanswered.
             return True
         time.sleep(0.05)
     return False
