@@ -1,0 +1,172 @@
+"""Open WebUI in front of OpenArc, end to end (run by ``scripts/e2e-openwebui``).
+
+Starts OpenArc with the demo model and Open WebUI (from PyPI, in a venv of its own) pointed at it,
+offline: no model downloads, no Ollama. Through Open WebUI's own API it signs up the first user (the
+admin), lists the models (OpenArc's must be there) and gets a streamed answer; then, in headless
+Chromium, it opens Open WebUI signed in, asks the same question in the chat box and saves a screenshot
+of the answer. Prints what it measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from bench.server import free_port, running_server
+
+CONFIG = (
+    os.environ.get("OPENARC_E2E_CONFIG_EXTRA", "")
+    + '[[models]]\nid = "SmolLM2-135M-Instruct"\nsource = "demo"\n'
+)
+MODEL = "SmolLM2-135M-Instruct"
+QUESTION = "What is the capital of France?"
+
+
+def main(open_webui: Path, screenshot: Path) -> None:
+    work = Path(tempfile.mkdtemp(prefix="openarc-owui-"))
+    (work / "openarc.toml").write_text(CONFIG)
+    with (
+        running_server(work / "openarc.toml", work / "openarc.log") as openarc,
+        webui(open_webui, work, openarc) as ui,
+    ):
+        token = api_checks(ui)
+        browser_check(ui, token, screenshot)
+
+
+@contextlib.contextmanager
+def webui(binary: Path, work: Path, openarc: str) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATA_DIR": str(work / "open-webui"),
+        "OPENAI_API_BASE_URL": f"{openarc}/v1",
+        "OPENAI_API_KEY": "not-needed",
+        "ENABLE_OLLAMA_API": "false",
+        "OFFLINE_MODE": "true",  # no model downloads, no update checks
+        "HF_HUB_OFFLINE": "1",
+        "WEBUI_SECRET_KEY": "e2e-only",
+    }
+    (work / "open-webui").mkdir()
+    log = (work / "open-webui.log").open("w")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=work,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            assert process.poll() is None, (work / "open-webui.log").read_text()[-3000:]
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.5)
+        say(f"Open WebUI up in {time.monotonic() - started:.1f} s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(60)
+        log.close()
+
+
+def api_checks(ui: str) -> str:
+    with httpx.Client(base_url=ui, timeout=300) as client:
+        user = {"name": "E2E", "email": "e2e@example.com", "password": "e2e-password"}
+        token = client.post("/api/v1/auths/signup", json=user).raise_for_status().json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        models = [m["id"] for m in client.get("/api/models", headers=auth).raise_for_status().json()["data"]]
+        say(f"models Open WebUI offers: {models}")
+        assert MODEL in models, models
+        request = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": QUESTION}],
+            "stream": True,
+            "temperature": 0.2,
+        }
+        started = time.monotonic()
+        first, pieces = None, []
+        with client.stream("POST", "/api/chat/completions", headers=auth, json=request) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                for choice in json.loads(line[6:]).get("choices", []):
+                    if choice["delta"].get("content"):
+                        first = first or time.monotonic()
+                        pieces.append(choice["delta"]["content"])
+        answer = "".join(pieces)
+        say(
+            f"streamed through Open WebUI in {len(pieces)} pieces, "
+            f"the first after {first - started:.2f} s: {answer!r}"
+        )
+        assert len(pieces) > 1 and "Paris" in answer, answer
+        return token
+
+
+def browser_check(ui: str, token: str, screenshot: Path) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,860"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    try:
+        driver.get(ui + "/")
+        driver.execute_script("localStorage.setItem('token', arguments[0]);", token)
+        driver.get(ui + "/")
+        wait = WebDriverWait(driver, 120)
+        box = wait.until(
+            lambda d: d.find_elements(By.ID, "chat-input") and d.find_element(By.ID, "chat-input")
+        )
+        wait.until(lambda d: MODEL in d.page_source)
+        # A first sign-in opens a "what's new" dialog over the page: close it, then type into the box.
+        webdriver.ActionChains(driver).send_keys(Keys.ESCAPE).perform()
+        time.sleep(1)
+        driver.execute_script("arguments[0].focus();", box)
+        box.send_keys(QUESTION)
+        box.send_keys(Keys.ENTER)
+        # The question shows in the chat and an answer streams in under it (Open WebUI's own sampling
+        # settings apply here, so the tiny model's words vary: its text is not checked).
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").text.count(QUESTION) >= 1)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#response-content-container")) >= 1)
+        time.sleep(8)  # let the stream finish rendering
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(screenshot))
+        page = driver.find_element(By.TAG_NAME, "body").text
+        refused = [line for line in page.splitlines() if "context length" in line or line.startswith("Error")]
+        assert not refused, (
+            f"Open WebUI's chat got an error from OpenArc: {refused[0]} (screenshot: {screenshot})"
+        )
+        say(f"the answer shows in Open WebUI's chat; screenshot: {screenshot}")
+    except Exception:
+        driver.save_screenshot(str(screenshot.with_suffix(".failed.png")))
+        raise
+    finally:
+        driver.quit()
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2] if len(sys.argv) > 2 else "docs/open-webui.png"))
