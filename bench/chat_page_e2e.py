@@ -7,17 +7,16 @@ ends a long answer mid-way. Prints what it measured and saves a screenshot.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from bench.e2e import headless_chromium, say
 from bench.server import running_server
 
 CONFIG = '[[models]]\nid = "SmolLM2-135M-Instruct"\nsource = "demo"\n'
@@ -27,11 +26,7 @@ def main(screenshot: Path) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="openarc-e2e-"))
     (workdir / "openarc.toml").write_text(CONFIG)
     with running_server(workdir / "openarc.toml", workdir / "server.log") as root:
-        options = webdriver.ChromeOptions()
-        options.binary_location = shutil.which("chromium") or "chromium"
-        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,800"):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+        driver = headless_chromium(1100, 800)
         try:
             run(driver, root, screenshot)
         finally:
@@ -60,11 +55,6 @@ def run(driver: webdriver.Chrome, root: str, screenshot: Path) -> None:
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(screenshot))
     say(f"screenshot: {screenshot}")
-
-
-def say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 def ask(driver: webdriver.Chrome, question: str) -> None:

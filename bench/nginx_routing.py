@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.e2e import say
 from bench.server import free_port, running_server
 
 CONFIG = '[[models]]\nid = "SmolLM2-135M-Instruct"\nsource = "demo"\n'
@@ -121,11 +121,6 @@ def check(front: str, conversations: int, turns: int) -> None:
             assert len(set(upstreams)) == 1, f"{session} moved between replicas: {upstreams}"
             replicas_used |= set(upstreams)
     say(f"{conversations} conversations, each on one replica; replicas used: {sorted(replicas_used)}")
-
-
-def say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.e2e import headless_chromium, say
 from bench.server import free_port, running_server
 
 CONFIG = (
@@ -118,16 +118,11 @@ def api_checks(ui: str) -> str:
 
 def browser_check(ui: str, token: str, screenshot: Path) -> None:
     from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,860"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    driver = headless_chromium(1280, 860)
     try:
         driver.get(ui + "/")
         driver.execute_script("localStorage.setItem('token', arguments[0]);", token)
@@ -161,11 +156,6 @@ def browser_check(ui: str, token: str, screenshot: Path) -> None:
         raise
     finally:
         driver.quit()
-
-
-def say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":
