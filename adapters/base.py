@@ -129,6 +129,10 @@ class GenerationParams:
     """Extra variables for the chat template (``enable_thinking``, ...), already checked by the gateway."""
     prompt: str | None = None
     """Raw prompt text (``/v1/completions``): tokenized as it is, with no chat template and no messages."""
+    num_assistant_tokens: int | None = None
+    """Speculative decoding: tokens guessed per step (set exactly when the model decodes speculatively)."""
+    max_ngram_size: int | None = None
+    """Prompt-lookup decoding: the longest n-gram matched against the prompt."""
 
 
 @dataclass(frozen=True)
@@ -269,10 +273,14 @@ class PromptTooLongError(AdapterError):
     prompt_tokens: int
     requested_tokens: int
     context_length: int
+    counted_in_pieces: bool = False
+    """The tokenizer cut the prompt at the context length, so ``prompt_tokens`` was counted piece by
+    piece: right to within a few tokens, not exact."""
 
     def __str__(self) -> str:
+        about = "about " if self.counted_in_pieces else ""
         return (
-            f"prompt of {self.prompt_tokens} tokens plus {self.requested_tokens} completion tokens "
+            f"prompt of {about}{self.prompt_tokens} tokens plus {self.requested_tokens} completion tokens "
             f"exceeds the context window of {self.context_length}"
         )
 

@@ -21,7 +21,8 @@ from gateway.config import ModelSpec, SchedulerSettings, ServerConfig
 from gateway.sources import resolve_source
 
 from .http_load import concurrency_level, idle_pings, multi_turn, repeated_prompt, stream_chat
-from .report import BenchRun, render
+from .memory import process_rss_mb, server_memory
+from .report import BenchRun, PeerRun, render
 from .server import running_server
 from .stats import LevelResult, median_run
 
@@ -62,13 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     properties = {"CACHE_DIR": str(cache_dir / "compiled")}
     scheduler_dict = msgspec.structs.asdict(scheduler)
 
-    http_levels, pings, turns, repeated, idle = _run_http(args, spec, levels)
+    http_levels, pings, turns, repeated, idle, memory = _run_http(args, spec, levels)
+    peer = _run_peer(args, levels) if args.peer else None
     raw_levels: dict[int, LevelResult] = {}
     if not args.no_raw:
+        from adapters.openvino.gguf_conversion import ensure_converted
+        from adapters.openvino.model_files import detect_format
+
         from .raw import RawPipeline  # imported late: the server must not share the CPU with it
 
-        logger.info("raw pipeline in-process: loading %s", path)
-        raw = RawPipeline(path, args.device, properties, scheduler_dict)
+        # The server loads a GGUF from its kept conversion; the raw pipeline loads the same files.
+        loaded = ensure_converted(path, cache_dir / "converted") if detect_format(path) == "gguf" else path
+        logger.info("raw pipeline in-process: loading %s", loaded)
+        raw = RawPipeline(loaded, args.device, properties, scheduler_dict)
         for c in levels:
             logger.info("raw pipeline: concurrency %d", c)
             raw_levels[c] = median_run(
@@ -86,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         turns=turns,
         repeated=repeated,
         raw=raw_levels,
+        peer=peer,
+        memory=memory,
     )
     report = render(run)
     sys.stdout.write(report)
@@ -114,18 +123,41 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-id", default=MODEL_ID, help="model id on --base-url")
     parser.add_argument("--no-raw", action="store_true", help="skip the in-process raw pipeline")
     parser.add_argument("--no-prefix-caching", action="store_true", help="serve with prefix caching off")
+    parser.add_argument(
+        "--peer",
+        help="also drive another OpenAI-compatible server (root URL, e.g. llama.cpp's) with the same "
+        "workloads and report OpenArc/peer ratios",
+    )
+    parser.add_argument("--peer-model", help="model id on --peer (default: the first it lists)")
+    parser.add_argument(
+        "--peer-pid", type=int, action="append", default=[], help="the peer's processes, for its memory"
+    )
     parser.add_argument("--markdown", help="also write the report to this file")
     return parser
 
 
 def _run_http(args, spec: ModelSpec, levels: list[int]):
     if args.base_url:
-        return asyncio.run(_http_workloads(args.base_url.rstrip("/"), args.model_id, args, levels))
+        url = args.base_url.rstrip("/")
+        return *asyncio.run(_http_workloads(url, args.model_id, args, levels)), server_memory(url)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.json"
         config.write_bytes(msgspec.json.encode(ServerConfig(models=[spec], log_level="warning")))
         with running_server(config, Path(tmp) / "server.log") as url:
-            return asyncio.run(_http_workloads(url, MODEL_ID, args, levels))
+            results = asyncio.run(_http_workloads(url, MODEL_ID, args, levels))
+            return *results, server_memory(url)
+
+
+def _run_peer(args, levels: list[int]) -> PeerRun:
+    url = args.peer.rstrip("/").removesuffix("/v1")
+    model = (
+        args.peer_model
+        or httpx.get(f"{url}/v1/models", timeout=30).raise_for_status().json()["data"][0]["id"]
+    )
+    logger.info("peer %s: model %s", url, model)
+    http_levels, _, turns, _, _ = asyncio.run(_http_workloads(url, model, args, levels))
+    memory = [(f"peer pid {pid}", pid, rss) for pid in args.peer_pid for rss in [process_rss_mb(pid)]]
+    return PeerRun(url, model, http_levels, turns, memory)
 
 
 async def _http_workloads(url: str, model: str, args, levels: list[int]):

@@ -12,15 +12,15 @@ from .stats import LevelResult, RequestTiming, percentile
 
 
 async def stream_chat(
-    client: httpx.AsyncClient, model: str, messages: list[dict], max_tokens: int
+    client: httpx.AsyncClient, model: str, messages: list[dict], max_tokens: int, ignore_eos: bool = True
 ) -> tuple[str, RequestTiming]:
-    """One streaming request with ``ignore_eos``; returns the text and its timings."""
+    """One greedy streaming request (with ``ignore_eos`` unless told); returns the text and its timings."""
     body = {
         "model": model,
         "messages": messages,
         "max_tokens": max_tokens,
         "temperature": 0,
-        "ignore_eos": True,
+        "ignore_eos": ignore_eos,
         "stream": True,
         "stream_options": {"include_usage": True},
     }

@@ -1,10 +1,11 @@
-"""Open WebUI in front of OpenArc, end to end (run by ``scripts/e2e-openwebui``).
+"""Open WebUI in front of OpenArc, end to end (run by ``scripts/e2e-openwebui``; docs/open-webui.md).
 
 Starts OpenArc with the demo model and Open WebUI (from PyPI, in a venv of its own) pointed at it,
 offline: no model downloads, no Ollama. Through Open WebUI's own API it signs up the first user (the
-admin), lists the models (OpenArc's must be there) and gets a streamed answer; then, in headless
-Chromium, it opens Open WebUI signed in, asks the same question in the chat box and saves a screenshot
-of the answer. Prints what it measured.
+admin), lists the models (OpenArc's must be there), turns the model's builtin tools off (they do not fit
+the demo model's context), gets a streamed answer, leaves a stream early (OpenArc must stop generating)
+and asks for a chat title; then, in headless Chromium, it opens Open WebUI signed in, asks the question
+in the chat box and saves a screenshot of the answer. Prints what it measured.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def main(open_webui: Path, screenshot: Path) -> None:
         running_server(work / "openarc.toml", work / "openarc.log") as openarc,
         webui(open_webui, work, openarc) as ui,
     ):
-        token = api_checks(ui)
+        token = api_checks(ui, openarc)
         browser_check(ui, token, screenshot)
 
 
@@ -82,7 +83,7 @@ def webui(binary: Path, work: Path, openarc: str) -> Iterator[str]:
         log.close()
 
 
-def api_checks(ui: str) -> str:
+def api_checks(ui: str, openarc: str) -> str:
     with httpx.Client(base_url=ui, timeout=300) as client:
         user = {"name": "E2E", "email": "e2e@example.com", "password": "e2e-password"}
         token = client.post("/api/v1/auths/signup", json=user).raise_for_status().json()["token"]
@@ -90,6 +91,7 @@ def api_checks(ui: str) -> str:
         models = [m["id"] for m in client.get("/api/models", headers=auth).raise_for_status().json()["data"]]
         say(f"models Open WebUI offers: {models}")
         assert MODEL in models, models
+        without_builtin_tools(client, auth)
         request = {
             "model": MODEL,
             "messages": [{"role": "user", "content": QUESTION}],
@@ -113,7 +115,68 @@ def api_checks(ui: str) -> str:
             f"the first after {first - started:.2f} s: {answer!r}"
         )
         assert len(pieces) > 1 and "Paris" in answer, answer
+        stop_check(client, auth, openarc)
+        title_check(client, auth)
         return token
+
+
+def without_builtin_tools(client: httpx.Client, auth: dict[str, str]) -> None:
+    """What a user does in Admin Panel > Settings > Models > (the model) > Capabilities: untick "Builtin
+    Tools". Open WebUI's chat page otherwise sends its own tools (about 26,000 characters of JSON schema)
+    with every request, more than the demo model's 8,192-token context can hold."""
+    model = {
+        "id": MODEL,
+        "base_model_id": None,
+        "name": MODEL,
+        "meta": {"capabilities": {"builtin_tools": False}},
+        "params": {},
+    }
+    client.post("/api/v1/models/create", headers=auth, json=model).raise_for_status()
+    say("Open WebUI's builtin tools turned off for the model (its capabilities)")
+
+
+def stop_check(client: httpx.Client, auth: dict[str, str], openarc: str) -> None:
+    """A client that stops reading makes Open WebUI close its request to OpenArc, which stops generating
+    (OpenArc's gauge of running requests shows it: the answer asked for would take a minute or more)."""
+    request = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Count from 1 to 5000, separated by commas."}],
+        "stream": True,
+        "max_tokens": 4000,
+        "ignore_eos": True,  # passed through by Open WebUI; the answer cannot end on its own
+    }
+    with client.stream("POST", "/api/chat/completions", headers=auth, json=request) as response:
+        response.raise_for_status()
+        seen_running = 0.0
+        for lines, _ in enumerate(response.iter_lines()):
+            seen_running = max(seen_running, running_requests(openarc))
+            if lines == 40:
+                break
+        assert seen_running == 1, "OpenArc never showed the request running"
+    stopped = time.monotonic()
+    while running_requests(openarc) and time.monotonic() - stopped < 20:
+        time.sleep(0.1)
+    assert running_requests(openarc) == 0, "OpenArc still generates for a stream Open WebUI's client left"
+    say(f"a stream left after 20 chunks: OpenArc stopped generating {time.monotonic() - stopped:.1f} s later")
+
+
+def running_requests(openarc: str) -> float:
+    metrics = httpx.get(f"{openarc}/metrics", timeout=10).raise_for_status().text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("openarc_requests_running{")
+    )
+
+
+def title_check(client: httpx.Client, auth: dict[str, str]) -> None:
+    """Title generation: Open WebUI asks the chat's model for a title, through OpenArc."""
+    request = {"model": MODEL, "messages": [{"role": "user", "content": QUESTION}]}
+    response = client.post("/api/v1/tasks/title/completions", headers=auth, json=request)
+    response.raise_for_status()
+    title = response.json()["choices"][0]["message"]["content"]
+    say(f"title generation through OpenArc answered: {title!r}")
+    assert title.strip(), response.text
 
 
 def browser_check(ui: str, token: str, screenshot: Path) -> None:

@@ -29,6 +29,20 @@ class BenchRun:
     turns: list[list[RequestTiming]]
     repeated: list[RequestTiming]
     raw: dict[int, LevelResult] = field(default_factory=dict)
+    peer: PeerRun | None = None
+    memory: list[tuple[str, int, float]] = field(default_factory=list)
+    """(role, pid, resident MB) of the server's processes after the workloads."""
+
+
+@dataclass
+class PeerRun:
+    """The same HTTP workloads against another OpenAI-compatible server, in the same run."""
+
+    url: str
+    model: str
+    http: dict[int, LevelResult]
+    turns: list[list[RequestTiming]]
+    memory: list[tuple[str, int, float]] = field(default_factory=list)
 
 
 def ratio(a: float, b: float) -> str:
@@ -37,7 +51,8 @@ def ratio(a: float, b: float) -> str:
 
 def render(run: BenchRun) -> str:
     """The whole report as Markdown."""
-    return "\n".join(_header(run) + _sweep(run) + _ratios(run) + _multi_turn(run)) + "\n"
+    sections = _header(run) + _sweep(run) + _ratios(run) + _memory(run) + _peer(run) + _multi_turn(run)
+    return "\n".join(sections) + "\n"
 
 
 def _header(run: BenchRun) -> list[str]:
@@ -101,6 +116,62 @@ def _ratios(run: BenchRun) -> list[str]:
         "",
     ]
     return lines
+
+
+def _memory(run: BenchRun) -> list[str]:
+    rows = run.memory + (run.peer.memory if run.peer else [])
+    if not rows:
+        return []
+    lines = ["## Resident memory after the workloads", "", "| process | pid | MB |", "|---|---|---|"]
+    lines += [f"| {role} | {pid} | {mb:.0f} |" for role, pid, mb in rows]
+    ours = sum(mb for _, _, mb in run.memory)
+    lines += ["", f"- OpenArc in all: {ours:.0f} MB"]
+    if run.peer and run.peer.memory:
+        theirs = sum(mb for _, _, mb in run.peer.memory)
+        lines[-1] += f"; the peer: {theirs:.0f} MB ({ratio(ours, theirs)})"
+    return [*lines, ""]
+
+
+def _peer(run: BenchRun) -> list[str]:
+    peer = run.peer
+    if peer is None:
+        return []
+    lines = [
+        f"## Against the peer: `{peer.model}` at {peer.url}",
+        "",
+        "The same workloads, sent the same way, to the other server after OpenArc's turn.",
+        "",
+        "| C | OpenArc tok/s | peer tok/s | OpenArc/peer | OpenArc TTFT p50 ms | peer TTFT p50 ms"
+        " | OpenArc ITL p50 ms | peer ITL p50 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c, ours in run.http.items():
+        theirs = peer.http.get(c)
+        if theirs is None:
+            continue
+        lines.append(
+            f"| {c} | {ours.tokens_per_second:.1f} | {theirs.tokens_per_second:.1f}"
+            f" | {ratio(ours.tokens_per_second, theirs.tokens_per_second)}"
+            f" | {ours.ttft(50) * MS:.0f} | {theirs.ttft(50) * MS:.0f}"
+            f" | {ours.itl(50) * MS:.1f} | {theirs.itl(50) * MS:.1f} |"
+        )
+    first = min(run.http)
+    if first in peer.http:
+        lines += [
+            "",
+            f"- single-stream decode, OpenArc vs peer at C={first}: {run.http[first].decode_rate:.1f} vs "
+            f"{peer.http[first].decode_rate:.1f} tok/s = "
+            f"{ratio(run.http[first].decode_rate, peer.http[first].decode_rate)}",
+        ]
+    lines += [
+        "",
+        "| turn | OpenArc TTFT p50 ms | peer TTFT p50 ms | OpenArc/peer |",
+        "|---|---|---|---|",
+    ]
+    for number, (ours, theirs) in enumerate(zip(run.turns, peer.turns, strict=False), 1):
+        mine, other = (percentile([t.ttft for t in timings], 50) for timings in (ours, theirs))
+        lines.append(f"| {number} | {mine * MS:.0f} | {other * MS:.0f} | {ratio(mine, other)} |")
+    return [*lines, ""]
 
 
 def _multi_turn(run: BenchRun) -> list[str]:

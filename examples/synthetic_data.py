@@ -4,7 +4,8 @@
 number bounds, string lengths), so even the 135M demo model writes records that parse and validate; the
 prompts vary the product and the mood so the records differ. Each record is checked again here with
 `jsonschema` (when installed; otherwise it is only parsed) and written to the JSONL file as it arrives.
-A record cut off by max_tokens would not parse: it is counted as rejected, not written.
+A record cut off by max_tokens would not parse (max_tokens leaves room for the longest record the
+schema allows): it would be counted as rejected, not written.
 
 Run the server first (./scripts/serve), then: python examples/synthetic_data.py
 Settings: OPENARC_BASE_URL, OPENARC_MODEL, OPENARC_EXAMPLE_COUNT (records, 20),
@@ -70,7 +71,9 @@ async def review(client: AsyncOpenAI, number: int, limit: asyncio.Semaphore) -> 
                 {"role": "user", "content": f"Write a short review of a {product} by a {mood} customer."}
             ],
             response_format={"type": "json_schema", "json_schema": {"name": "review", "schema": REVIEW}},
-            max_tokens=200,
+            # The schema bounds a record to about 320 characters; a token is at least one character
+            # here (but for rare byte-level pieces), so 400 tokens leave room for the longest record.
+            max_tokens=400,
             temperature=0.7,
             seed=number,
         )

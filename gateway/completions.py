@@ -21,6 +21,7 @@ import msgspec
 
 from adapters.base import Adapter, GenerationParams
 
+from .config import ModelSpec
 from .errors import UnsupportedParameterError
 from .schemas import (
     ChunkChoice,
@@ -35,7 +36,7 @@ from .schemas import (
 from .streaming import SYSTEM_FINGERPRINT, ChunkStream, open_chunks, sampling
 
 
-def completion_params(request: CompletionRequest) -> list[GenerationParams]:
+def completion_params(request: CompletionRequest, model: ModelSpec) -> list[GenerationParams]:
     """One ``GenerationParams`` per prompt; what cannot be served is refused by name."""
     if request.suffix:
         raise UnsupportedParameterError("suffix (fill-in-the-middle) is not supported", param="suffix")
@@ -50,7 +51,7 @@ def completion_params(request: CompletionRequest) -> list[GenerationParams]:
             param="logprobs",
         )
     prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
-    settings = sampling(request)
+    settings = sampling(request, model)
     return [
         GenerationParams(
             messages=(),
@@ -74,11 +75,15 @@ class CompletionStream:
 
 
 async def open_completion(
-    adapter: Adapter, request: CompletionRequest, include_usage: bool, timeout: float | None
+    adapter: Adapter,
+    request: CompletionRequest,
+    include_usage: bool,
+    timeout: float | None,
+    model: ModelSpec,
 ) -> CompletionStream:
     """Start every prompt's generation; raise a ``GatewayError`` if any cannot start (the others are
     then stopped)."""
-    params = completion_params(request)
+    params = completion_params(request, model)
     opened = await asyncio.gather(
         *(open_chunks(adapter, p, include_usage=True, timeout=timeout) for p in params),
         return_exceptions=True,

@@ -40,6 +40,46 @@ class SchedulerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     """Reuse the KV cache of prompt prefixes seen before (a multi-turn chat pays only for the new turn)."""
 
 
+class SamplingDefaults(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Sampling settings for the requests that leave them out, as vLLM takes them from a model's
+    ``generation_config.json``; a setting left unset here keeps OpenAI's default."""
+
+    temperature: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
+    """Instead of 1.0."""
+    top_p: Annotated[float, Meta(gt=0.0, le=1.0)] | None = None
+    """Instead of 1.0."""
+    top_k: Annotated[int, Meta(ge=0)] | None = None
+    """Instead of 0 (off)."""
+    min_p: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    """Instead of 0.0 (off)."""
+    repetition_penalty: Annotated[float, Meta(gt=0.0, le=10.0)] | None = None
+    """Instead of 1.0 (off)."""
+
+
+DEMO_SAMPLING = SamplingDefaults(temperature=0.2, top_p=0.9)
+"""What SmolLM2's model card recommends: at OpenAI's temperature 1.0 the 135M model wanders off topic
+(Open WebUI, which sends no temperature, showed it)."""
+
+
+class SpeculativeSettings(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Speculative decoding (openvino-genai's continuous batching): cheap guesses of the next tokens,
+    checked by the model in one step, so several tokens can come out of a step. The output is the same
+    as without it; only the speed changes (measured in docs/benchmarks.md)."""
+
+    method: Literal["none", "prompt_lookup", "draft_model"] = "none"
+    """``prompt_lookup`` guesses from n-grams of the prompt (helps when the answer quotes it: edits,
+    extraction, RAG); ``draft_model`` from a smaller model with the same tokenizer."""
+    draft_model: str | None = None
+    """The draft model's source (as ``source``: an IR folder, a ``.gguf`` file or a hub id), for
+    ``draft_model``."""
+    draft_device: str | None = None
+    """The draft model's device; the model's own when unset."""
+    num_assistant_tokens: Annotated[int, Meta(ge=1, le=64)] = 5
+    """Tokens guessed per step; a request may set its own (``num_assistant_tokens``)."""
+    max_ngram_size: Annotated[int, Meta(ge=1, le=64)] = 3
+    """``prompt_lookup``: the longest n-gram matched against the prompt; a request may set its own."""
+
+
 class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     """One model served on one device."""
 
@@ -88,6 +128,11 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds the engine may go without reporting progress while it has work before it is taken for
     stuck, stopped and restarted (it reports at least every second while busy; a single step longer
     than this, such as a huge prefill on a slow device, needs a larger value). ``None``: no watchdog."""
+    sampling: SamplingDefaults = msgspec.field(default_factory=SamplingDefaults)
+    """Sampling settings for requests that leave them out; the demo model gets ``temperature`` 0.2 and
+    ``top_p`` 0.9 unless set here."""
+    speculative: SpeculativeSettings = msgspec.field(default_factory=SpeculativeSettings)
+    """Speculative decoding: off by default."""
     max_restarts: Annotated[int, Meta(ge=0)] = 5
     """Engine failures in a row (each within a minute of the last start) restarted before the model is
     marked ``failed``; restarts wait 1, 2, 4, ... up to 30 seconds."""
@@ -158,7 +203,12 @@ def load_config(path: Path | None) -> ServerConfig:
 
 def with_defaults(config: ServerConfig) -> ServerConfig:
     """Fill in the demo model when no model is configured, and check that model ids are unique."""
-    models = config.models or [ModelSpec(id=DEMO_MODEL_ID, source=DEMO_SOURCE)]
+    models = [
+        msgspec.structs.replace(spec, sampling=DEMO_SAMPLING)
+        if spec.source == DEMO_SOURCE and spec.sampling == SamplingDefaults()
+        else spec
+        for spec in config.models or [ModelSpec(id=DEMO_MODEL_ID, source=DEMO_SOURCE)]
+    ]
     seen: set[str] = set()
     for spec in models:
         if spec.id in seen:

@@ -176,11 +176,12 @@ class InternalServerError(GatewayError):
 def from_adapter_error(exc: AdapterError) -> GatewayError:
     """The one table from adapter failures to client-facing errors."""
     if isinstance(exc, PromptTooLongError):
+        about = "about " if exc.counted_in_pieces else ""
         return ContextLengthExceededError(
             f"This model's maximum context length is {exc.context_length} tokens. However, you requested "
-            f"{exc.prompt_tokens + exc.requested_tokens} tokens ({exc.prompt_tokens} in the messages, "
-            f"{exc.requested_tokens} in the completion). Please reduce the length of the messages or "
-            "completion.",
+            f"{about}{exc.prompt_tokens + exc.requested_tokens} tokens ({about}{exc.prompt_tokens} in the "
+            f"messages, {exc.requested_tokens} in the completion). Please reduce the length of the "
+            "messages or completion.",
             param="messages",
         )
     if isinstance(exc, EngineOverloadedError):

@@ -63,16 +63,28 @@ def load_openvino_genai(spec: ModelSpec, path: Path, config: ServerConfig) -> Ad
             spec.batch_wait,
             setup_logging,
         )
+    speculative = spec.speculative
+    draft = None
+    if speculative.method == "draft_model":
+        if not speculative.draft_model:
+            raise ConfigError(
+                f"model {spec.id}: speculative.method draft_model needs speculative.draft_model"
+            )
+        draft = resolve_source(speculative.draft_model, config.cache_path)
     pipeline = PipelineSpec(
         model_id=spec.id,
         path=path,
         device=spec.device,
         properties={"CACHE_DIR": str(config.cache_path / "compiled"), **spec.properties},
+        converted_dir=config.cache_path / "converted",
         scheduler=msgspec.structs.asdict(spec.scheduler),
         engine=spec.engine,
         chat_template=chat_template_text(spec.chat_template),
         tool_parser=spec.tool_parser,
         reasoning_parser=spec.reasoning_parser,
+        prompt_lookup=speculative.method == "prompt_lookup",
+        draft_path=draft,
+        draft_device=speculative.draft_device,
     )
     return OpenVINOGenAIAdapter.load(pipeline, spec.max_queue, spec.stall_timeout, setup_logging)
 
@@ -156,6 +168,10 @@ class ModelRegistry:
     def models(self) -> list[ModelInfo]:
         """Every ready model."""
         return [e.adapter.info for e in self._entries.values() if e.state == "ready" and e.adapter]
+
+    def spec(self, model_id: str) -> ModelSpec:
+        """How ``model_id`` is configured (its sampling and speculative-decoding defaults, ...)."""
+        return self._entry(model_id).spec
 
     def request_timeout(self, model_id: str) -> float | None:
         """Seconds a request to ``model_id`` may take (``None``: no limit)."""

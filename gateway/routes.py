@@ -46,7 +46,7 @@ async def create_chat_completion(
     adapter = registry.get(chat.model)
     require_kind(adapter.info, "chat")
     timeout = registry.request_timeout(chat.model)
-    params = to_params(chat, adapter.info.output_format)
+    params = to_params(chat, adapter.info.output_format, registry.spec(chat.model))
     if chat.stream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         stream = await open_chunks(adapter, params, include_usage, timeout)
@@ -66,13 +66,14 @@ async def create_completion(request: Request, registry: ModelRegistry) -> Respon
     adapter = registry.get(body.model)
     require_kind(adapter.info, "chat")
     timeout = registry.request_timeout(body.model)
+    model = registry.spec(body.model)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        stream = await open_completion(adapter, body, include_usage, timeout)
+        stream = await open_completion(adapter, body, include_usage, timeout, model)
         return Stream(sse(stream), media_type="text/event-stream", headers=_SSE_HEADERS)
 
     async def complete() -> Completion:
-        return await collect_completion(await open_completion(adapter, body, True, timeout))
+        return await collect_completion(await open_completion(adapter, body, True, timeout, model))
 
     return Response(await unless_disconnected(request, complete()))
 

@@ -180,10 +180,14 @@ class ChatCompletionRequest(Wire, kw_only=True):
     function_call: str | dict[str, Any] | None = None
     web_search_options: dict[str, Any] | None = None
     # OpenArc extensions (as in vLLM and llama.cpp server).
-    top_k: Annotated[int, Meta(ge=0, le=MAX_INT32)] = 0
-    min_p: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.0
-    repetition_penalty: Annotated[float, Meta(gt=0.0, le=10.0)] = 1.0
+    top_k: Annotated[int, Meta(ge=0, le=MAX_INT32)] | None = None
+    min_p: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    repetition_penalty: Annotated[float, Meta(gt=0.0, le=10.0)] | None = None
     ignore_eos: bool = False
+    num_assistant_tokens: Annotated[int, Meta(ge=1, le=64)] | None = None
+    """Speculative decoding: tokens guessed per step, for a model served with it (as in OVMS)."""
+    max_ngram_size: Annotated[int, Meta(ge=1, le=64)] | None = None
+    """Prompt-lookup decoding: the longest n-gram matched against the prompt."""
     chat_template_kwargs: dict[str, Any] | None = None
     """Variables for the chat template, from an allow-list (``enable_thinking``), as in vLLM."""
 
@@ -209,10 +213,12 @@ class CompletionRequest(Wire, kw_only=True):
     temperature: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Meta(gt=0.0, le=1.0)] | None = None
     user: str | None = None
-    top_k: Annotated[int, Meta(ge=0, le=MAX_INT32)] = 0
-    min_p: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.0
-    repetition_penalty: Annotated[float, Meta(gt=0.0, le=10.0)] = 1.0
+    top_k: Annotated[int, Meta(ge=0, le=MAX_INT32)] | None = None
+    min_p: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    repetition_penalty: Annotated[float, Meta(gt=0.0, le=10.0)] | None = None
     ignore_eos: bool = False
+    num_assistant_tokens: Annotated[int, Meta(ge=1, le=64)] | None = None
+    max_ngram_size: Annotated[int, Meta(ge=1, le=64)] | None = None
 
 
 MAX_EMBEDDING_INPUTS = 2048

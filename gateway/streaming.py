@@ -37,6 +37,7 @@ from adapters.base import (
 )
 
 from . import __version__
+from .config import ModelSpec, SpeculativeSettings
 from .errors import (
     ClientDisconnectedError,
     OverloadedError,
@@ -84,8 +85,10 @@ _T = TypeVar("_T")
 _TEMPLATE_ROLES = {"developer": "system"}
 
 
-def to_params(request: ChatCompletionRequest, output_format: OutputFormat) -> GenerationParams:
-    """Map a chat request to backend-neutral generation parameters."""
+def to_params(
+    request: ChatCompletionRequest, output_format: OutputFormat, model: ModelSpec
+) -> GenerationParams:
+    """Map a chat request to backend-neutral generation parameters, with ``model``'s defaults."""
     _refuse_unsupported(request)
     if request.top_logprobs:
         raise UnsupportedParameterError(
@@ -103,7 +106,7 @@ def to_params(request: ChatCompletionRequest, output_format: OutputFormat) -> Ge
         constraint=plan.constraint,
         constraint_param=plan.constraint_param,
         template_kwargs=plan.template_kwargs or {},
-        **sampling(request),
+        **sampling(request, model),
     )
 
 
@@ -125,21 +128,58 @@ def _refuse_unsupported(request: ChatCompletionRequest) -> None:
         raise UnsupportedParameterError("only the text modality is supported", param="modalities")
 
 
-def sampling(request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
-    """The sampling settings chat and text completions share, as ``GenerationParams`` fields."""
+def sampling(request: ChatCompletionRequest | CompletionRequest, model: ModelSpec) -> dict[str, Any]:
+    """The sampling settings chat and text completions share, as ``GenerationParams`` fields: what the
+    request sets, else the model's ``sampling`` defaults, else OpenAI's; then speculative decoding's."""
+
+    def setting(name: str, openai_default: float) -> Any:
+        for value in (getattr(request, name), getattr(model.sampling, name)):
+            if value is not None:
+                return value
+        return openai_default
+
     stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
     return {
         "n": request.n,
-        "temperature": 1.0 if request.temperature is None else request.temperature,
-        "top_p": 1.0 if request.top_p is None else request.top_p,
-        "top_k": request.top_k,
-        "min_p": request.min_p,
+        "temperature": setting("temperature", 1.0),
+        "top_p": setting("top_p", 1.0),
+        "top_k": setting("top_k", 0),
+        "min_p": setting("min_p", 0.0),
         "seed": request.seed,
         "presence_penalty": request.presence_penalty,
         "frequency_penalty": request.frequency_penalty,
-        "repetition_penalty": request.repetition_penalty,
+        "repetition_penalty": setting("repetition_penalty", 1.0),
         "stop": stop,
         "ignore_eos": request.ignore_eos,
+        **_speculation(request, model.speculative),
+    }
+
+
+def _speculation(request: ChatCompletionRequest | CompletionRequest, model: SpeculativeSettings) -> dict:
+    """Speculative decoding's settings for one request: its own, else the model's. Setting them for a
+    model that does not decode speculatively is a 400, not silently nothing."""
+    asked = {
+        name: getattr(request, name)
+        for name in ("num_assistant_tokens", "max_ngram_size")
+        if getattr(request, name) is not None
+    }
+    if model.method == "none" and asked:
+        name = next(iter(asked))
+        raise UnsupportedParameterError(
+            f"{name} needs a model served with speculative decoding (its speculative.method)", param=name
+        )
+    if model.method == "draft_model" and "max_ngram_size" in asked:
+        raise UnsupportedParameterError(
+            "max_ngram_size applies to prompt lookup; this model drafts with a draft model",
+            param="max_ngram_size",
+        )
+    if model.method == "none":
+        return {}
+    return {
+        "num_assistant_tokens": asked.get("num_assistant_tokens", model.num_assistant_tokens),
+        "max_ngram_size": asked.get("max_ngram_size", model.max_ngram_size)
+        if model.method == "prompt_lookup"
+        else None,
     }
 
 

@@ -20,7 +20,8 @@ SMALL_QUEUE = "smollm2-small-queue"
 """The demo model again, with room for one running and one waiting request, to test admission control."""
 SMALL_QUEUE_TIMEOUT = 6
 SEQUENTIAL = "smollm2-sequential"
-"""The demo model on the one-at-a-time engine that NPU gets, with one waiting request allowed."""
+"""The demo model on the one-at-a-time engine that NPU gets, with one waiting request allowed, greedy by
+default (its ``sampling`` setting)."""
 
 SUPERVISED = "smollm2-supervised"
 """The demo model in an engine of its own that tests kill and stop, with a short stall timeout."""
@@ -47,6 +48,7 @@ id = "{SEQUENTIAL}"
 source = "demo"
 engine = "sequential"
 max_queue = 1
+sampling = {{ temperature = 0.0 }}
 
 [[models]]
 id = "{SUPERVISED}"

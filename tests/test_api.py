@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import openai
 import pytest
-from conftest import DEMO
+from conftest import DEMO, SEQUENTIAL
+
+from gateway.config import DEMO_SAMPLING, ModelSpec, SamplingDefaults, ServerConfig, with_defaults
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 STORY = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
@@ -129,6 +131,29 @@ def test_extra_sampling_fields(client, stream):
     # ignore_eos really reaches the engine: the short answer cannot end before max_tokens.
     assert result["reasons"] == ["length"]
     check_usage(result["usage"], completion_tokens=20)
+
+
+def test_model_sampling_defaults_fill_what_a_request_leaves_out(client):
+    # SEQUENTIAL is configured with sampling.temperature 0: requests without a temperature are greedy.
+    def answer(**kwargs) -> str:
+        response = client.chat.completions.create(
+            model=SEQUENTIAL,
+            messages=[{"role": "user", "content": "Tell me a story."}],
+            max_tokens=24,
+            **kwargs,
+        )
+        return response.choices[0].message.content
+
+    greedy = answer(temperature=0)
+    assert answer() == answer() == greedy
+    # A temperature in the request wins over the model's default.
+    assert any(answer(temperature=1.5, seed=seed) != greedy for seed in (1, 2, 3))
+
+
+def test_demo_model_gets_smollm2s_sampling_unless_configured():
+    assert with_defaults(ServerConfig()).models[0].sampling == DEMO_SAMPLING
+    own = ModelSpec(id="mine", source="demo", sampling=SamplingDefaults(temperature=0.7))
+    assert with_defaults(ServerConfig(models=[own])).models[0].sampling.temperature == 0.7
 
 
 def test_usage_is_not_streamed_unless_asked(client):

@@ -129,6 +129,17 @@ def test_context_length_message_uses_openai_wording(http):
     assert f"{prompt_tokens + 9000} tokens" in message
 
 
+def test_context_length_message_counts_past_the_tokenizers_cut(http):
+    # The demo GGUF's tokenizer cuts every encoding at 8192 tokens; a prompt of ~3x that must not be
+    # reported as "8192 in the messages" (what Open WebUI users saw with its 26,000-character tools).
+    words = " ".join(f"word{i}" for i in range(8000))  # about 3 tokens each
+    response = http.post("/v1/chat/completions", content=body(messages=[{"role": "user", "content": words}]))
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    prompt_tokens = int(message.split("(about ")[1].split(" in the messages")[0])
+    assert prompt_tokens > 20_000, message
+
+
 def test_oversized_body_is_413(http):
     huge = body(messages=[{"role": "user", "content": "x" * (9 * 1024 * 1024)}])
     response = http.post("/v1/chat/completions", content=huge)

@@ -10,8 +10,10 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from ..base import Activity, Event, GenerationParams, ModelInfo, ModelLoadError
+from .gguf_conversion import ensure_converted
 from .model_files import context_length, detect_format
 from .process import EngineProcess
 from .spec import PipelineSpec
@@ -19,6 +21,13 @@ from .spec import PipelineSpec
 logger = logging.getLogger(__name__)
 
 _BUILDER = "adapters.openvino.pipeline:build_engine"
+
+
+def _converted(path: Path, converted_dir: Path, setup_logging: Callable[[], None]) -> Path:
+    """A GGUF file's kept IR conversion (made now if there is none); any other path as it is."""
+    if detect_format(path) != "gguf":
+        return path
+    return ensure_converted(path, converted_dir, setup_logging)
 
 
 class OpenVINOGenAIAdapter:
@@ -41,9 +50,16 @@ class OpenVINOGenAIAdapter:
             raise ModelLoadError(
                 f"{spec.path} is not an OpenVINO IR folder or a .gguf file; export it first (see README)"
             )
-        limit = context_length(spec.path)
-        spec = dataclasses.replace(spec, context_length=limit)
         started = time.monotonic()
+        source = spec.path
+        limit = context_length(source)  # read from the GGUF: its converted folder has no config.json
+        if spec.converted_dir is not None:
+            spec = dataclasses.replace(
+                spec,
+                path=_converted(source, spec.converted_dir, setup_logging),
+                draft_path=spec.draft_path and _converted(spec.draft_path, spec.converted_dir, setup_logging),
+            )
+        spec = dataclasses.replace(spec, context_length=limit)
         process = EngineProcess(
             spec.model_id, _BUILDER, spec, spec.running_slots + max_queue, stall_timeout, setup_logging
         )
@@ -60,7 +76,7 @@ class OpenVINOGenAIAdapter:
             device=spec.device,
             context_length=limit,
             created=int(time.time()),
-            source=str(spec.path),
+            source=str(source),
             pid=process.pid,
             output_format=process.output_format,
         )

@@ -32,22 +32,23 @@ def build_engine(spec: PipelineSpec) -> Any:
     fmt = detect_format(spec.path)
     check_device(spec.device)
     started = time.monotonic()
+    properties = {**spec.properties, **_speculative_properties(spec)}
     try:
         with _compile_cache_lock(spec.properties.get("CACHE_DIR")):
             if spec.sequential:
-                pipeline = ov_genai.LLMPipeline(str(spec.path), spec.device, dict(spec.properties))
+                pipeline = ov_genai.LLMPipeline(str(spec.path), spec.device, properties)
             else:
                 pipeline = ov_genai.ContinuousBatchingPipeline(
-                    str(spec.path), scheduler_config(spec.scheduler), spec.device, dict(spec.properties)
+                    str(spec.path), scheduler_config(spec.scheduler), spec.device, properties
                 )
     except RuntimeError as exc:
         logger.error("loading %s on %s failed: %s", spec.path, spec.device, exc)  # the whole message
         raise ModelLoadError(f"could not load {spec.path} on {spec.device}: {_summary(exc)}") from exc
-    warm_up(pipeline, sequential=spec.sequential)
+    one_block_percent = warm_up(pipeline, sequential=spec.sequential, speculative=spec.speculative)
     if spec.sequential:
         engine = SequentialEngine(pipeline)
     else:
-        engine = ContinuousBatchingEngine(pipeline, _prefix_cache_tracker(pipeline, spec))
+        engine = ContinuousBatchingEngine(pipeline, _prefix_cache_tracker(spec, one_block_percent))
     logger.info(
         "loaded %s (%s) on %s with the %s engine in %.1f s",
         spec.model_id,
@@ -57,6 +58,20 @@ def build_engine(spec: PipelineSpec) -> Any:
         time.monotonic() - started,
     )
     return engine
+
+
+def _speculative_properties(spec: PipelineSpec) -> dict[str, Any]:
+    """The pipeline properties that turn speculative decoding on (none when it is off)."""
+    if spec.prompt_lookup:
+        return {"prompt_lookup": True}
+    if spec.draft_path is not None:
+        cache = {"CACHE_DIR": spec.properties["CACHE_DIR"]} if "CACHE_DIR" in spec.properties else {}
+        return {
+            "draft_model": ov_genai.draft_model(
+                str(spec.draft_path), spec.draft_device or spec.device, **cache
+            )
+        }
+    return {}
 
 
 @contextlib.contextmanager
@@ -87,14 +102,10 @@ def _summary(exc: BaseException) -> str:
     return (useful or lines or [type(exc).__name__])[0]
 
 
-def _prefix_cache_tracker(pipeline: Any, spec: PipelineSpec) -> PrefixCacheTracker | None:
-    """A tracker sized like the engine's KV cache, or ``None`` where its block layout is unknown.
-
-    The cache's size in blocks is read from the warm-up: it used exactly one block, and the pipeline
-    reports usage in percent of all blocks.
-    """
+def _prefix_cache_tracker(spec: PipelineSpec, one_block_percent: float) -> PrefixCacheTracker | None:
+    """A tracker sized like the engine's KV cache (``100 / one_block_percent`` blocks, from the
+    warm-up), or ``None`` where its block layout is unknown."""
     block_size = _KV_BLOCK_SIZES.get(spec.device_family)
-    one_block_percent = pipeline.get_metrics().max_cache_usage
     if not spec.scheduler.get("enable_prefix_caching", False) or block_size is None or one_block_percent <= 0:
         return None
     return PrefixCacheTracker(block_size, round(100 / one_block_percent))
@@ -123,16 +134,42 @@ def scheduler_config(settings: dict[str, Any]) -> Any:
     return config
 
 
-def warm_up(pipeline: Any, sequential: bool = False) -> None:
-    """Run one tiny generation so the first client request does not pay for kernel compilation."""
+WARM_UP_PROMPTS = (
+    "The lighthouse keeper climbed the stairs at dusk and lit the lamp for the ships.",
+    "A short list: apples, pears, plums, cherries, figs and grapes from the market.",
+)
+
+
+def warm_up(pipeline: Any, sequential: bool = False, speculative: bool = False) -> float:
+    """Run the shapes a server meets first, so its first users do not pay for them: a prompt of
+    several tokens (a one-token warm-up left about 1.9 s of first-use cost to the first request with
+    a real prompt, measured on the demo model) and, on the batching engine, two sequences decoded in
+    one step.
+
+    Returns the KV-cache usage, in percent, of one block (0 when unknown): the batching engine's first
+    warm-up request fits in one block, and the pipeline reports usage in percent of all blocks.
+    """
     config = ov_genai.GenerationConfig()
     config.max_new_tokens = 2
-    # A few tokens and no chat template: the warm-up must fit in one KV block (see _prefix_cache_tracker).
-    ids = pipeline.get_tokenizer().encode("Hello", add_special_tokens=False).input_ids
+    if speculative:  # a speculative pipeline refuses requests that do not say how far to guess
+        config.num_assistant_tokens, config.max_ngram_size = 2, 2
+    tokenizer = pipeline.get_tokenizer()
+    one_token = tokenizer.encode("Hello", add_special_tokens=False).input_ids
+    prompts = [tokenizer.encode(text, add_special_tokens=False).input_ids for text in WARM_UP_PROMPTS]
     if sequential:
-        pipeline.generate(ids, config)
-        return
-    handle = pipeline.add_request(0, ids, config)
-    while handle.get_status() == ov_genai.GenerationStatus.RUNNING:
+        for ids in (one_token, *prompts):
+            pipeline.generate(ids, config)
+        return 0.0
+    _run(pipeline, [one_token], config)
+    one_block_percent = pipeline.get_metrics().max_cache_usage
+    _run(pipeline, prompts, config)
+    return one_block_percent
+
+
+def _run(pipeline: Any, prompts: list[Any], config: Any) -> None:
+    """Generate for ``prompts`` together on a continuous-batching pipeline, discarding the output."""
+    handles = [pipeline.add_request(number, ids, config) for number, ids in enumerate(prompts)]
+    while any(h.get_status() == ov_genai.GenerationStatus.RUNNING for h in handles):
         pipeline.step()
-    handle.read_all()
+    for handle in handles:
+        handle.read_all()

@@ -31,6 +31,8 @@ from ..base import (
     GenerationParams,
     ModelLoadError,
     OutputFormat,
+    ReasoningDelta,
+    TextDelta,
     Usage,
 )
 from ..channel import (
@@ -54,6 +56,38 @@ logger = logging.getLogger(__name__)
 
 _RESTART_AFTER = 2
 """``Retry-After`` (seconds) sent to requests cut off by an engine failure: a restart is under way."""
+
+
+def _with_queued(
+    first: list[Event], queue: asyncio.Queue[list[Event] | AdapterError]
+) -> tuple[list[Event], AdapterError | None]:
+    """``first`` and the batches already queued behind it, up to a failure (returned, to be raised
+    after the events before it)."""
+    events = list(first)
+    while not queue.empty():
+        more = queue.get_nowait()
+        if isinstance(more, AdapterError):
+            return events, more
+        events.extend(more)
+    return events, None
+
+
+def _joined(events: list[Event]) -> list[Event]:
+    """``events`` with adjacent text of one choice joined into one event.
+
+    When the client or the server falls behind the engine (many streams on two cores), batches queue
+    up; sending what has piled up as one chunk instead of one per token saves the per-chunk work
+    (encoding, SSE framing, a socket write) exactly when it hurts.
+    """
+    joined: list[Event] = []
+    for event in events:
+        last = joined[-1] if joined else None
+        same_stream = type(last) is type(event) and last.index == event.index
+        if isinstance(event, TextDelta | ReasoningDelta) and same_stream:
+            joined[-1] = type(event)(index=event.index, text=last.text + event.text)
+        else:
+            joined.append(event)
+    return joined
 
 
 class EngineProcess:
@@ -155,11 +189,13 @@ class EngineProcess:
         try:
             self._frames.send(Add(request_id, params))
             await self._frames.drain()  # a large prompt: wait for the socket rather than buffer more
+            failure: AdapterError | None = None
             while True:
-                outcome = await events.get()
+                outcome = failure or await events.get()
                 if isinstance(outcome, AdapterError):
                     raise outcome  # the engine has already dropped the request
-                for event in outcome:
+                batch, failure = _with_queued(outcome, events)
+                for event in _joined(batch):
                     yield event
                     if isinstance(event, Usage):
                         return

@@ -57,7 +57,16 @@ def prepare_prompt(tokenizer: Any, params: GenerationParams, context_length: int
         raise
     except Exception as exc:  # a tokenizer failure on this input is the input's problem: a 400
         raise InvalidConversationError(f"the messages could not be tokenized: {first_line(exc)}") from exc
-    budget = completion_budget(context_length, int(ids.get_shape()[-1]), params.max_tokens)
+    try:
+        budget = completion_budget(context_length, int(ids.get_shape()[-1]), params.max_tokens)
+    except PromptTooLongError as exc:
+        if exc.prompt_tokens < (context_length or 0):
+            raise
+        # openvino-genai's tokenizer from a GGUF cuts every encoding at the model's context length,
+        # whatever ``truncation`` says, so the count above may be short: count again for the message.
+        raise PromptTooLongError(
+            count_in_pieces(tokenizer, text), exc.requested_tokens, exc.context_length, True
+        ) from None
     try:  # checked here, so the engine's add_request never fails on a request's own settings
         generation_config(params, budget, 0).validate()
     except RuntimeError as exc:
@@ -75,6 +84,31 @@ def completion_budget(context_length: int | None, prompt_tokens: int, max_tokens
     if available <= 0 or requested > available:
         raise PromptTooLongError(prompt_tokens, requested, context_length)
     return requested
+
+
+PIECE_CHARS = 2000
+"""Characters a piece when counting past a tokenizer's cut: even at 4 tokens a character (byte fallback)
+a piece stays under the smallest context length OpenArc meets."""
+
+
+def count_in_pieces(tokenizer: Any, text: str) -> int:
+    """Tokens in ``text``, encoded in pieces of whole lines (or ``PIECE_CHARS`` of a longer line); a token
+    that spans a piece boundary may count twice, so the sum is close, not exact."""
+    pieces, current = [], ""
+    for line in text.splitlines(keepends=True):
+        if len(current) + len(line) > PIECE_CHARS and current:
+            pieces.append(current)
+            current = ""
+        while len(line) > PIECE_CHARS:
+            pieces.append(line[:PIECE_CHARS])
+            line = line[PIECE_CHARS:]
+        current += line
+    pieces.append(current)
+    return sum(
+        int(tokenizer.encode(piece, add_special_tokens=False).input_ids.get_shape()[-1])
+        for piece in pieces
+        if piece
+    )
 
 
 def ids_tensor(ids: list[int]) -> Any:
@@ -149,6 +183,10 @@ def generation_config(params: GenerationParams, max_new_tokens: int, index: int)
         config.logprobs = 1  # the chosen token's log probability: all openvino-genai reports
     if params.constraint is not None:
         config.structured_output_config = structured_output_config(params.constraint)
+    if params.num_assistant_tokens is not None:
+        config.num_assistant_tokens = params.num_assistant_tokens
+    if params.max_ngram_size is not None:
+        config.max_ngram_size = params.max_ngram_size
     return config
 
 

@@ -22,17 +22,33 @@ class PipelineSpec:
     scheduler: dict[str, Any] = field(default_factory=dict)
     engine: EngineKind = "auto"
     context_length: int | None = None
+    converted_dir: Path | None = None
+    """Where GGUF files are kept converted to IR folders (``gguf_conversion``); ``None`` loads a GGUF as it
+    is, converting it at every start."""
     chat_template: str | None = None
     """Jinja text replacing the model's own chat template; ``None`` keeps the model's."""
     tool_parser: str = "auto"
     """The tool-call syntax to parse (``auto``: found in the chat template; ``none``: no parsing)."""
     reasoning_parser: str = "auto"
     """``think`` parses ``<think>...</think>`` reasoning; ``auto`` when the chat template has it."""
+    prompt_lookup: bool = False
+    """Prompt-lookup speculative decoding: every request then carries ``num_assistant_tokens`` and
+    ``max_ngram_size`` (openvino-genai refuses a request without them on such a pipeline)."""
+    draft_path: Path | None = None
+    """Speculative decoding with this draft model (same tokenizer); its requests carry
+    ``num_assistant_tokens``."""
+    draft_device: str | None = None
+    """The draft model's device; the model's own when ``None``."""
 
     @property
     def device_family(self) -> str:
         """The device without index or targets: ``GPU.1`` -> ``GPU``, ``AUTO:GPU,CPU`` -> ``AUTO``."""
         return self.device.split(":")[0].split(".")[0].upper()
+
+    @property
+    def speculative(self) -> bool:
+        """Decodes speculatively: every request must say how many tokens to guess."""
+        return self.prompt_lookup or self.draft_path is not None
 
     @property
     def sequential(self) -> bool:

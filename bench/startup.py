@@ -1,0 +1,71 @@
+"""``python -m bench.startup``: how soon a fresh ``openarc serve`` is ready, and what its first users wait.
+
+Starts the server several times in a row with one model (the first start may convert a GGUF or compile;
+later ones show a restart), and times each start until ``/ready`` answers. On every start it then runs
+a short round robin of conversations, as agents and chat users arrive on a new server, and prints the
+time to first token of each turn: the first turn pays for whatever the warm-up at load did not do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from gateway.config import ModelSpec, ServerConfig
+
+from .http_load import multi_turn
+from .server import running_server
+
+MS = 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="demo", help="model source (default: the demo model)")
+    parser.add_argument("--device", default="CPU")
+    parser.add_argument("--starts", type=int, default=3)
+    parser.add_argument("--conversations", type=int, default=4)
+    parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--turn-tokens", type=int, default=48)
+    args = parser.parse_args(argv)
+    spec = ModelSpec(id="bench", source=args.model, device=args.device)
+    lines = [
+        f"Fresh starts of `openarc serve` with {args.model} on {args.device}; then {args.conversations} "
+        f"conversations take {args.turns} turns each ({args.turn_tokens}-token replies).",
+        "",
+        "| start | ready s | " + " | ".join(f"turn {t + 1} TTFT p50 ms" for t in range(args.turns)) + " |",
+        "|---|---|" + "---|" * args.turns,
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "bench.json"
+        config.write_bytes(msgspec.json.encode(ServerConfig(models=[spec], log_level="info")))
+        for start in range(1, args.starts + 1):
+            started = time.monotonic()
+            with running_server(config, Path(tmp) / f"server-{start}.log") as url:
+                _wait_ready(url)
+                ready = time.monotonic() - started
+                work = multi_turn(url, "bench", args.conversations, args.turns, args.turn_tokens)
+                turns = asyncio.run(work)
+            ttfts = [statistics.median(t.ttft for t in timings) * MS for timings in turns]
+            lines.append(f"| {start} | {ready:.1f} | " + " | ".join(f"{v:.0f}" for v in ttfts) + " |")
+            sys.stderr.write(lines[-1] + "\n")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _wait_ready(url: str) -> None:
+    """``running_server`` waits for liveness; readiness means every model is loaded."""
+    while httpx.get(f"{url}/ready", timeout=5).status_code != 200:
+        time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
