@@ -12,6 +12,7 @@ import asyncio
 import logging
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -21,7 +22,7 @@ from gateway.config import ModelSpec, SchedulerSettings, ServerConfig
 from gateway.sources import resolve_source
 
 from .http_load import concurrency_level, idle_pings, multi_turn, repeated_prompt, stream_chat
-from .memory import process_rss_mb, server_memory
+from .memory import cpu_seconds, process_rss_mb, server_memory
 from .report import BenchRun, PeerRun, render
 from .server import running_server
 from .stats import LevelResult, median_run
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     properties = {"CACHE_DIR": str(cache_dir / "compiled")}
     scheduler_dict = msgspec.structs.asdict(scheduler)
 
-    http_levels, pings, turns, repeated, idle, memory = _run_http(args, spec, levels)
+    http_levels, pings, turns, repeated, idle, cpu, memory = _run_http(args, spec, levels)
     peer = _run_peer(args, levels) if args.peer else None
     raw_levels: dict[int, LevelResult] = {}
     if not args.no_raw:
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         raw=raw_levels,
         peer=peer,
         memory=memory,
+        cpu=cpu,
     )
     report = render(run)
     sys.stdout.write(report)
@@ -155,7 +157,7 @@ def _run_peer(args, levels: list[int]) -> PeerRun:
         or httpx.get(f"{url}/v1/models", timeout=30).raise_for_status().json()["data"][0]["id"]
     )
     logger.info("peer %s: model %s", url, model)
-    http_levels, _, turns, _, _ = asyncio.run(_http_workloads(url, model, args, levels))
+    http_levels, _, turns, _, _, _ = asyncio.run(_http_workloads(url, model, args, levels))
     memory = [(f"peer pid {pid}", pid, rss) for pid in args.peer_pid for rss in [process_rss_mb(pid)]]
     return PeerRun(url, model, http_levels, turns, memory)
 
@@ -166,18 +168,23 @@ async def _http_workloads(url: str, model: str, args, levels: list[int]):
     idle = await idle_pings(url)
     results: dict[int, LevelResult] = {}
     pings: dict[int, list[float]] = {}
+    processes = server_memory(url)  # empty for a peer on its own: its CPU is not counted
+    cpu: dict[int, dict[str, float]] = {}
     for c in levels:
         logger.info("HTTP: concurrency %d", c)
+        before, started = cpu_seconds(processes), time.perf_counter()
         runs = [
             await concurrency_level(url, model, story_prompts(c), args.max_tokens)
             for _ in range(args.repeats)
         ]
+        wall, after = time.perf_counter() - started, cpu_seconds(processes)
+        cpu[c] = {role: (after[role] - before[role]) / wall for role in after}
         results[c] = median_run([level for level, _ in runs])
         pings[c] = [ping for _, run_pings in runs for ping in run_pings]
     logger.info("HTTP: multi-turn, %d conversations x %d turns", args.conversations, args.turns)
     turns = await multi_turn(url, model, args.conversations, args.turns, args.turn_tokens)
     repeated = await repeated_prompt(url, model)
-    return results, pings, turns, repeated, idle
+    return results, pings, turns, repeated, idle, cpu
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""Resident memory of a running ``openarc serve`` and each of its processes (Linux ``/proc``)."""
+"""Memory and CPU of a running ``openarc serve`` and each of its processes (Linux ``/proc``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -32,6 +33,25 @@ def server_memory(root_url: str) -> list[tuple[str, int, float]]:
             role = "preparer"
         rows.append((role, pid, process_rss_mb(pid)))
     return rows
+
+
+def cpu_seconds(pids: list[tuple[str, int, float]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far, summed by role, of the processes ``server_memory``
+    found; with the client's own (``client``)."""
+    used: dict[str, float] = {}
+    for role, pid, _ in pids:
+        used[role] = used.get(role, 0.0) + _cpu_seconds(pid)
+    times = os.times()
+    used["client"] = times.user + times.system
+    return used
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = (_PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _pids() -> list[int]:

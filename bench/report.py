@@ -32,6 +32,8 @@ class BenchRun:
     peer: PeerRun | None = None
     memory: list[tuple[str, int, float]] = field(default_factory=list)
     """(role, pid, resident MB) of the server's processes after the workloads."""
+    cpu: dict[int, dict[str, float]] = field(default_factory=dict)
+    """Per concurrency level: CPU cores used on average, by role (client, server, engine, ...)."""
 
 
 @dataclass
@@ -51,7 +53,8 @@ def ratio(a: float, b: float) -> str:
 
 def render(run: BenchRun) -> str:
     """The whole report as Markdown."""
-    sections = _header(run) + _sweep(run) + _ratios(run) + _memory(run) + _peer(run) + _multi_turn(run)
+    sections = _header(run) + _sweep(run) + _ratios(run) + _cpu(run) + _memory(run) + _peer(run)
+    sections += _multi_turn(run)
     return "\n".join(sections) + "\n"
 
 
@@ -79,9 +82,13 @@ def _sweep(run: BenchRun) -> list[str]:
     ]
     for c, level in run.http.items():
         raw = run.raw.get(c)
-        raw_columns = f"{raw.tokens_per_second:.1f} | {ratio(level.tokens_per_second, raw.tokens_per_second)}"
+        raw_columns = (
+            f"{raw.tokens_per_second:.1f} | {ratio(level.tokens_per_second, raw.tokens_per_second)}"
+            if raw
+            else "- | -"
+        )
         lines.append(
-            f"| {c} | {level.tokens_per_second:.1f} | {raw_columns if raw else '- | -'}"
+            f"| {c} | {level.tokens_per_second:.1f} | {raw_columns}"
             f" | {level.requests_per_second:.2f} | {level.ttft(50) * MS:.0f} | {level.ttft(95) * MS:.0f}"
             f" | {level.itl(50) * MS:.1f} | {level.itl(95) * MS:.1f}"
             f" | {percentile(run.pings[c], 95) * MS:.1f} |"
@@ -116,6 +123,28 @@ def _ratios(run: BenchRun) -> list[str]:
         "",
     ]
     return lines
+
+
+def _cpu(run: BenchRun) -> list[str]:
+    if not run.cpu:
+        return []
+    roles = [
+        r
+        for r in ("engine", "server", "preparer", "resource tracker", "client")
+        if r in run.cpu[min(run.cpu)]
+    ]
+    lines = [
+        "## Where the CPU goes (cores in use, averaged over each level's runs)",
+        "",
+        f"{os.cpu_count()} logical CPUs; the engine's inference threads want all of them, so every other"
+        " process's share is time the engine may lose.",
+        "",
+        "| C | " + " | ".join(roles) + " |",
+        "|---|" + "---|" * len(roles),
+    ]
+    for c, used in run.cpu.items():
+        lines.append(f"| {c} | " + " | ".join(f"{used.get(r, 0):.2f}" for r in roles) + " |")
+    return [*lines, ""]
 
 
 def _memory(run: BenchRun) -> list[str]:
