@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 import tempfile
@@ -132,6 +133,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--peer-model", help="model id on --peer (default: the first it lists)")
     parser.add_argument(
+        "--peer-body",
+        help="JSON merged into every request to the peer: its own way to keep generating to max_tokens "
+        'when it ignores ignore_eos (llama-cpp-python: \'{"logit_bias": {"2": -100}}\' for the demo model)',
+    )
+    parser.add_argument(
         "--peer-pid", type=int, action="append", default=[], help="the peer's processes, for its memory"
     )
     parser.add_argument("--markdown", help="also write the report to this file")
@@ -157,12 +163,13 @@ def _run_peer(args, levels: list[int]) -> PeerRun:
         or httpx.get(f"{url}/v1/models", timeout=30).raise_for_status().json()["data"][0]["id"]
     )
     logger.info("peer %s: model %s", url, model)
-    http_levels, _, turns, _, _, _ = asyncio.run(_http_workloads(url, model, args, levels))
+    extra = json.loads(args.peer_body) if args.peer_body else None
+    http_levels, _, turns, _, _, _ = asyncio.run(_http_workloads(url, model, args, levels, extra))
     memory = [(f"peer pid {pid}", pid, rss) for pid in args.peer_pid for rss in [process_rss_mb(pid)]]
     return PeerRun(url, model, http_levels, turns, memory)
 
 
-async def _http_workloads(url: str, model: str, args, levels: list[int]):
+async def _http_workloads(url: str, model: str, args, levels: list[int], extra: dict | None = None):
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
         await stream_chat(client, model, [{"role": "user", "content": "Hello"}], 8)  # warm the path
     idle = await idle_pings(url)
@@ -174,7 +181,7 @@ async def _http_workloads(url: str, model: str, args, levels: list[int]):
         logger.info("HTTP: concurrency %d", c)
         before, started = cpu_seconds(processes), time.perf_counter()
         runs = [
-            await concurrency_level(url, model, story_prompts(c), args.max_tokens)
+            await concurrency_level(url, model, story_prompts(c), args.max_tokens, extra)
             for _ in range(args.repeats)
         ]
         wall, after = time.perf_counter() - started, cpu_seconds(processes)
@@ -182,7 +189,7 @@ async def _http_workloads(url: str, model: str, args, levels: list[int]):
         results[c] = median_run([level for level, _ in runs])
         pings[c] = [ping for _, run_pings in runs for ping in run_pings]
     logger.info("HTTP: multi-turn, %d conversations x %d turns", args.conversations, args.turns)
-    turns = await multi_turn(url, model, args.conversations, args.turns, args.turn_tokens)
+    turns = await multi_turn(url, model, args.conversations, args.turns, args.turn_tokens, extra)
     repeated = await repeated_prompt(url, model)
     return results, pings, turns, repeated, idle, cpu
 

@@ -12,9 +12,15 @@ from .stats import LevelResult, RequestTiming, percentile
 
 
 async def stream_chat(
-    client: httpx.AsyncClient, model: str, messages: list[dict], max_tokens: int, ignore_eos: bool = True
+    client: httpx.AsyncClient,
+    model: str,
+    messages: list[dict],
+    max_tokens: int,
+    ignore_eos: bool = True,
+    extra: dict | None = None,
 ) -> tuple[str, RequestTiming]:
-    """One greedy streaming request (with ``ignore_eos`` unless told); returns the text and its timings."""
+    """One greedy streaming request (with ``ignore_eos`` unless told); returns the text and its timings.
+    ``extra`` goes into the body as it is (a peer server's own way of not stopping early)."""
     body = {
         "model": model,
         "messages": messages,
@@ -23,6 +29,7 @@ async def stream_chat(
         "ignore_eos": ignore_eos,
         "stream": True,
         "stream_options": {"include_usage": True},
+        **(extra or {}),
     }
     start = time.perf_counter()
     token_times: list[float] = []
@@ -43,7 +50,8 @@ async def stream_chat(
     timing = RequestTiming(
         ttft=token_times[0] if token_times else float("nan"),
         token_times=token_times,
-        completion_tokens=usage.get("completion_tokens", 0),
+        # A server that sends no usage when streaming (llama-cpp-python) sends a token a chunk.
+        completion_tokens=usage.get("completion_tokens", len(token_times)),
         prompt_tokens=usage.get("prompt_tokens", 0),
         cached_tokens=usage.get("prompt_tokens_details", {}).get("cached_tokens", 0),
     )
@@ -51,7 +59,7 @@ async def stream_chat(
 
 
 async def concurrency_level(
-    base_url: str, model: str, prompts: list[str], max_tokens: int
+    base_url: str, model: str, prompts: list[str], max_tokens: int, extra: dict | None = None
 ) -> tuple[LevelResult, list[float]]:
     """Send every prompt at once; also ping /health during the run to see if the event loop stalls."""
     limits = httpx.Limits(max_connections=len(prompts) + 2)
@@ -69,7 +77,10 @@ async def concurrency_level(
         pinger = asyncio.create_task(ping())
         start = time.perf_counter()
         results = await asyncio.gather(
-            *(stream_chat(client, model, [{"role": "user", "content": p}], max_tokens) for p in prompts)
+            *(
+                stream_chat(client, model, [{"role": "user", "content": p}], max_tokens, extra=extra)
+                for p in prompts
+            )
         )
         wall = time.perf_counter() - start
         done.set()
@@ -78,7 +89,7 @@ async def concurrency_level(
 
 
 async def multi_turn(
-    base_url: str, model: str, conversations: int, turns: int, max_tokens: int
+    base_url: str, model: str, conversations: int, turns: int, max_tokens: int, extra: dict | None = None
 ) -> list[list[RequestTiming]]:
     """Round-robin chats: each turn of each conversation resends its whole history plus a new question.
 
@@ -98,7 +109,7 @@ async def multi_turn(
                 history.append(
                     {"role": "user", "content": f"{context} Question {turn + 1}: summarize topic {turn}."}
                 )
-                text, timing = await stream_chat(client, model, history, max_tokens)
+                text, timing = await stream_chat(client, model, history, max_tokens, extra=extra)
                 history.append({"role": "assistant", "content": text})
                 timings.append(timing)
             per_turn.append(timings)

@@ -42,3 +42,9 @@ def test_startup_bench_times_every_start():
         "bench.startup", "--starts", "2", "--conversations", "1", "--turns", "2", "--turn-tokens", "4"
     )
     assert "| 1 |" in table and "| 2 |" in table
+
+
+def test_settings_bench_compares_a_variant_with_the_default():
+    variant = ["--only", "KV_CACHE_PRECISION=f16"]
+    table = bench("bench.settings", *variant, "--levels", "1", "--repeats", "1", "--max-tokens", "8")
+    assert "| default | " in table and "| KV_CACHE_PRECISION=f16 | " in table

@@ -1,0 +1,97 @@
+"""``python -m bench.settings``: OpenVINO and scheduler settings of one model, compared over HTTP in one run.
+
+Starts the server once per variant (the default settings first, then each variant alone) and measures
+aggregate decode tok/s at each concurrency level, greedy, ``ignore_eos``; prints every variant against
+the default measured in the same run. The variants are the settings that decide how the engine's
+inference threads share a small machine with the server and the client (thread count, pinning, the
+performance hint) and what a step costs (KV-cache precision, the scheduler's token budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import msgspec
+
+from gateway.config import ModelSpec, SchedulerSettings, ServerConfig
+
+from .__main__ import story_prompts
+from .http_load import concurrency_level
+from .server import running_server
+
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "default": ({}, {}),
+    "ENABLE_CPU_PINNING=False": ({"ENABLE_CPU_PINNING": False}, {}),
+    "INFERENCE_NUM_THREADS=1": ({"INFERENCE_NUM_THREADS": 1}, {}),
+    "PERFORMANCE_HINT=THROUGHPUT": ({"PERFORMANCE_HINT": "THROUGHPUT"}, {}),
+    "KV_CACHE_PRECISION=f16": ({"KV_CACHE_PRECISION": "f16"}, {}),
+    "max_num_batched_tokens=512": ({}, {"max_num_batched_tokens": 512}),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.settings", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="demo", help="model source (default: the demo model)")
+    parser.add_argument("--device", default="CPU")
+    parser.add_argument("--levels", default="1,8")
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=2, help="runs per level (median)")
+    parser.add_argument("--only", help="comma-separated variant names (default: all)")
+    args = parser.parse_args(argv)
+    levels = [int(c) for c in args.levels.split(",")]
+    names = ["default", *[n for n in (args.only.split(",") if args.only else VARIANTS) if n != "default"]]
+    results: dict[str, dict[int, float]] = {}
+    for name in names:
+        properties, scheduler = VARIANTS[name]
+        sys.stderr.write(f"{name} ...\n")
+        spec = ModelSpec(
+            id="bench",
+            source=args.model,
+            device=args.device,
+            properties=properties,
+            scheduler=SchedulerSettings(max_num_seqs=max(16, *levels), **scheduler),
+        )
+        results[name] = _measure(spec, levels, args.max_tokens, args.repeats)
+    sys.stdout.write(_table(results, levels, args))
+    return 0
+
+
+def _measure(spec: ModelSpec, levels: list[int], max_tokens: int, repeats: int) -> dict[int, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "bench.json"
+        config.write_bytes(msgspec.json.encode(ServerConfig(models=[spec], log_level="warning")))
+        with running_server(config, Path(tmp) / "server.log") as url:
+            return asyncio.run(_levels(url, levels, max_tokens, repeats))
+
+
+async def _levels(url: str, levels: list[int], max_tokens: int, repeats: int) -> dict[int, float]:
+    await concurrency_level(url, "bench", story_prompts(2), 8)  # warm the path
+    measured = {}
+    for c in levels:
+        runs = [await concurrency_level(url, "bench", story_prompts(c), max_tokens) for _ in range(repeats)]
+        measured[c] = statistics.median(level.tokens_per_second for level, _ in runs)
+    return measured
+
+
+def _table(results: dict[str, dict[int, float]], levels: list[int], args: argparse.Namespace) -> str:
+    default = results["default"]
+    lines = [
+        f"Settings of {args.model} on {args.device}, aggregate tok/s over HTTP, {args.max_tokens} tokens a "
+        f"request, median of {args.repeats}; ratios against the default of this run.",
+        "",
+        "| variant | " + " | ".join(f"C={c} tok/s | vs default" for c in levels) + " |",
+        "|---|" + "---|---|" * len(levels),
+    ]
+    for name, measured in results.items():
+        cells = " | ".join(f"{measured[c]:.1f} | {measured[c] / default[c]:.2f}x" for c in levels)
+        lines.append(f"| {name} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
