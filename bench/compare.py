@@ -1,15 +1,28 @@
-"""``openarc compare``: several exports of one model side by side, to pick a configuration.
+"""``openarc compare``: several exports of one model side by side, in one table, to pick one.
 
-Each model is measured in a fresh process (so peak memory is its own): load time, time to first token,
-single-stream decode speed, peak resident memory, and greedy answers to a fixed set of prompts. The
-quality signal is word agreement of those greedy answers with the reference model (the highest
-precision among the candidates, or ``--reference``): 100 % means identical answers.
+Speed and memory: each model is measured in a fresh process (so its peak memory is its own) on
+openvino-genai's ``ContinuousBatchingPipeline``, the engine the server runs, with the server's scheduler
+defaults and prefix caching off (a repeated prompt must not hide the prefill): load time (first load,
+no compiled-model cache, warm-up included), time to first token and decode tok/s of one stream (medians
+of ``--repeats`` runs), aggregate tok/s of 8 requests started together (the median of ``--repeats``
+runs), and peak resident memory.
+
+Quality: teacher-forced figures against the reference on a fixed text (``adapters.export.quality``):
+perplexity, mean and 99th-percentile KL divergence from the reference's next-token distribution, top-1
+agreement. The reference is the most precise model by its weights (fp32, then fp16, int8, int4), or
+``--reference``. A ``.gguf`` is measured through the IR openvino-genai converts it to (cached under the
+OpenArc cache's ``converted`` folder, shared with the server), since that is what serving it runs.
+
+The weights column is read from the IR (``adapters.export.precision``): the share of weight parameters
+in each precision and the int4 group sizes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import math
 import resource
 import subprocess
 import sys
@@ -17,7 +30,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from adapters.export.precision import PrecisionCensus, precision_census
+from adapters.export.quality import QualityError, QualityFigures, compare_quality, readable_ir
 from gateway.catalog import disk_size, read_manifest
+from gateway.config import ServerConfig
+
+logger = logging.getLogger(__name__)
 
 PROMPTS = [
     "What is the capital of France?",
@@ -26,66 +44,193 @@ PROMPTS = [
     "List three uses of a paperclip.",
     "What is 12 times 7? Answer with the number and one sentence.",
     "Describe a cat to someone who has never seen one.",
+    "Give me a recipe for a simple tomato soup.",
+    "Why do leaves change colour in the autumn?",
 ]
-ANSWER_TOKENS = 48
-# Higher is more precise; a reference is picked from the most precise candidate.
-_PRECISION = {"fp32": 5, "fp16": 4, "bf16": 4, "int8": 3, "int4": 2}
+CONCURRENCY = 8
+# Higher is more precise: the reference is the most precise model, by what its weights hold.
+_PRECISION_RANK = {"fp32": 5, "bf16": 4, "fp16": 4, "int8": 3, "fp8": 3, "int4": 2, "nf4": 2}
 
 
 @dataclass
-class Measurement:
-    """One model, measured in its own process."""
+class Speed:
+    """One model's speed and memory, measured in its own process."""
 
-    path: str
     load_s: float
     ttft_ms: float
     decode_tok_s: float
+    concurrent_tok_s: float
     peak_rss_mb: float
-    answers: list[str]
 
 
-def measure(path: Path, device: str) -> Measurement:
+@dataclass
+class Row:
+    """One line of the table."""
+
+    model: str
+    path: str
+    made: str
+    weights: str
+    size_mb: float
+    speed: Speed
+    quality: QualityFigures | None
+    quality_note: str = ""
+    reference: bool = False
+
+
+def measure_speed(path: Path, device: str, max_tokens: int, repeats: int) -> Speed:
     """Load ``path`` on ``device`` and measure it (runs inside the child process)."""
-    import openvino_genai as ov_genai
+    import msgspec
 
+    from gateway.config import SchedulerSettings
+
+    from .raw import RawPipeline
+    from .stats import median_run
+
+    scheduler = msgspec.structs.asdict(
+        SchedulerSettings(max_num_seqs=max(CONCURRENCY, 16), enable_prefix_caching=False)
+    )
     started = time.perf_counter()
-    pipeline = ov_genai.LLMPipeline(str(path), device)
+    pipeline = RawPipeline(path, device, {}, scheduler)  # includes openvino-genai's warm-up request
     load_s = time.perf_counter() - started
-    answers, ttfts, rates = [], [], []
-    for prompt in PROMPTS:
-        stamps: list[float] = []
-
-        def on_text(_: str, stamps: list[float] = stamps) -> ov_genai.StreamingStatus:
-            stamps.append(time.perf_counter())
-            return ov_genai.StreamingStatus.RUNNING
-
-        config = ov_genai.GenerationConfig()
-        config.max_new_tokens = ANSWER_TOKENS
-        history = ov_genai.ChatHistory([{"role": "user", "content": prompt}])
-        start = time.perf_counter()
-        result = pipeline.generate(history, config, on_text)
-        answers.append(str(result.texts[0]) if hasattr(result, "texts") else str(result))
-        if stamps:
-            ttfts.append(stamps[0] - start)
-        if len(stamps) > 1:
-            rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return Measurement(str(path), load_s, _median(ttfts) * 1000, _median(rates), peak, answers)
+    single = [pipeline.level([PROMPTS[i % len(PROMPTS)]], max_tokens) for i in range(repeats)]
+    concurrent = median_run([pipeline.level(PROMPTS[:CONCURRENCY], max_tokens) for _ in range(repeats)])
+    return Speed(
+        load_s=load_s,
+        ttft_ms=_median([run.requests[0].ttft for run in single]) * 1000,
+        decode_tok_s=_median([run.requests[0].decode_rate for run in single]),
+        concurrent_tok_s=concurrent.tokens_per_second,
+        peak_rss_mb=_peak_rss_mb(),
+    )
 
 
-def word_agreement(answers: list[str], reference: list[str]) -> float:
-    """Share of word positions where two sets of greedy answers agree (1.0 = identical)."""
-    same = total = 0
-    for mine, theirs in zip(answers, reference, strict=True):
-        a, b = mine.split(), theirs.split()
-        total += max(len(a), len(b))
-        same += sum(x == y for x, y in zip(a, b, strict=False))
-    return same / total if total else 1.0
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux's ``VmHWM`` starts again at ``exec``; ``ru_maxrss``
+    does not: a child inherits the parent's peak (a sweep's parent has exported models, about 3 GB)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def precision_of(path: Path) -> int:
-    manifest = read_manifest(path) or {}
-    return _PRECISION.get(manifest.get("options", {}).get("weight_format", ""), 0)
+def compare_models(
+    models: list[Path],
+    device: str = "CPU",
+    reference: Path | None = None,
+    text: str | None = None,
+    max_tokens: int = 64,
+    repeats: int = 3,
+    quality: bool = True,
+) -> list[Row]:
+    """Measure every model (speed in child processes, then quality here) and return the table's rows."""
+    gguf_cache = ServerConfig().cache_path / "converted"  # where the server keeps its GGUF conversions
+    speeds = {}
+    for path in models:
+        logger.info("speed and memory: %s", path.name)
+        speeds[path] = _speed_in_child(path, device, max_tokens, repeats)
+    censuses = {path: _census(path, gguf_cache if quality else None) for path in models}
+    reference = reference or max(models, key=lambda path: _precision_rank(path, censuses[path]))
+    figures: dict[Path, QualityFigures] = {}
+    note = ""
+    if quality:
+        try:
+            figures = compare_quality(reference, models, text, device, gguf_cache=gguf_cache)
+        except QualityError as exc:
+            note = str(exc)
+            logger.warning("no quality figures: %s", note)
+        censuses = {path: censuses[path] or _census(path, gguf_cache) for path in models}
+    return [
+        Row(
+            model=path.name,
+            path=str(path),
+            made=_made(path),
+            weights=_weights(censuses[path]),
+            size_mb=(disk_size(path) or 0) / 1e6,
+            speed=speeds[path],
+            quality=figures.get(path),
+            quality_note=note if quality else "not measured (--no-quality)",
+            reference=path == reference,
+        )
+        for path in models
+    ]
+
+
+def recommend(rows: list[Row], kl_threshold: float) -> Row | None:
+    """The fastest model at C=8 whose mean KL divergence from the reference stays under the threshold.
+
+    The reference itself qualifies (its divergence is zero by definition).
+    """
+    good = [row for row in rows if row.reference or _kl_mean(row) < kl_threshold]
+    return max(good, key=lambda row: row.speed.concurrent_tok_s, default=None)
+
+
+def _kl_mean(row: Row) -> float:
+    return row.quality.kl_mean if row.quality and row.quality.kl_mean is not None else math.inf
+
+
+COLUMNS = [
+    "model",
+    "made",
+    "weights",
+    "size MB",
+    "load s",
+    "TTFT ms",
+    "tok/s C=1",
+    f"tok/s C={CONCURRENCY}",
+    "peak RSS MB",
+    "PPL",
+    "KL mean",
+    "KL p99",
+    "top-1",
+]
+
+
+def table_cells(row: Row) -> list[str]:
+    """The row as the table shows it; quality cells say ``n/a`` when they could not be measured."""
+    s, q = row.speed, row.quality
+    cells = [
+        row.model,
+        row.made,
+        row.weights,
+        f"{row.size_mb:.0f}",
+        f"{s.load_s:.1f}",
+        f"{s.ttft_ms:.0f}",
+        f"{s.decode_tok_s:.1f}",
+        f"{s.concurrent_tok_s:.1f}",
+        f"{s.peak_rss_mb:.0f}",
+    ]
+    if q is None:
+        return [*cells, "n/a", "n/a", "n/a", "n/a"]
+    if row.reference:
+        return [*cells, f"{q.perplexity:.2f}", "reference", "reference", "reference"]
+    return [*cells, f"{q.perplexity:.2f}", f"{q.kl_mean:.4f}", f"{q.kl_p99:.3f}", f"{q.top1_agreement:.1%}"]
+
+
+def render(rows: list[Row], form: str, kl_threshold: float | None = None) -> str:
+    """The table as aligned text, Markdown or JSON, with notes (and a recommendation when asked)."""
+    chosen = recommend(rows, kl_threshold) if kl_threshold is not None else None
+    if form == "json":
+        document = {
+            "rows": [_json_row(row) for row in rows],
+            "kl_threshold": kl_threshold,
+            "recommended": chosen.path if chosen else None,
+        }
+        return json.dumps(document, indent=2)
+    body = [COLUMNS, *(table_cells(row) for row in rows)]
+    if form == "markdown":
+        lines = ["| " + " | ".join(body[0]) + " |", "|" + "---|" * len(COLUMNS)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body[1:]]
+    else:
+        widths = [max(len(cells[i]) for cells in body) for i in range(len(COLUMNS))]
+        lines = [
+            "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
+            for cells in body
+        ]
+    lines += ["", *_notes(rows)]
+    if kl_threshold is not None:
+        lines.append(_recommendation(chosen, kl_threshold))
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,50 +238,127 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="+", type=Path, help="exports (or .gguf files) of the same model")
     parser.add_argument("--device", default="CPU")
     parser.add_argument("--reference", type=Path, help="the model others are compared with")
-    parser.add_argument("--json", help="also write the measurements to this file")
+    parser.add_argument("--text", type=Path, help="text for the quality figures (default: OpenArc's own)")
+    parser.add_argument("--format", choices=["text", "markdown", "json"], default="text", dest="form")
+    parser.add_argument("--max-tokens", type=int, default=64, help="tokens generated per speed request")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per speed measurement (median)")
+    parser.add_argument("--no-quality", dest="quality", action="store_false", help="speed and memory only")
+    parser.add_argument("--kl-threshold", type=float, help="also recommend the fastest model under this KL")
     args = parser.parse_args(argv)
-    results = [_measure_in_child(path, args.device) for path in args.models]
-    reference = args.reference or max(args.models, key=precision_of)
-    reference_answers = next(r.answers for r in results if Path(r.path) == reference)
-    sys.stdout.write(_table(results, reference, reference_answers) + "\n")
-    if args.json:
-        Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2))
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rows = compare_models(
+        args.models,
+        args.device,
+        args.reference,
+        args.text.read_text(encoding="utf-8") if args.text else None,
+        args.max_tokens,
+        args.repeats,
+        args.quality,
+    )
+    sys.stdout.write(render(rows, args.form, args.kl_threshold))
     return 0
 
 
-def _measure_in_child(path: Path, device: str) -> Measurement:
-    command = [sys.executable, "-c", _CHILD, str(path), device]
+def _speed_in_child(path: Path, device: str, max_tokens: int, repeats: int) -> Speed:
+    command = [sys.executable, "-c", _CHILD, str(path), device, str(max_tokens), str(repeats)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"measuring {path} failed:\n{done.stderr[-2000:]}")
-    return Measurement(**json.loads(done.stdout.strip().splitlines()[-1]))
+    return Speed(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 # The child process: measure one model and print the result as one JSON line.
 _CHILD = (
-    "import json, sys, dataclasses, pathlib; from bench.compare import measure; "
-    "print(json.dumps(dataclasses.asdict(measure(pathlib.Path(sys.argv[1]), sys.argv[2]))))"
+    "import json, sys, dataclasses, pathlib; from bench.compare import measure_speed; "
+    "print(json.dumps(dataclasses.asdict(measure_speed(pathlib.Path(sys.argv[1]), sys.argv[2], "
+    "int(sys.argv[3]), int(sys.argv[4])))))"
 )
 
 
-def _table(results: list[Measurement], reference: Path, reference_answers: list[str]) -> str:
-    header = ["model", "made", "size MB", "load s", "TTFT ms", "decode tok/s", "peak RSS MB", "agreement"]
-    rows = [header, ["---"] * len(header)]
-    for r in results:
-        path = Path(r.path)
+def _census(path: Path, gguf_cache: Path | None) -> PrecisionCensus | None:
+    """The weights' census of an IR folder, or of a GGUF's converted IR once it exists."""
+    if path.suffix.lower() == ".gguf":
+        if gguf_cache is None:
+            return None
+        try:
+            path = readable_ir(path, gguf_cache)
+        except QualityError:
+            return None
+    if not (path / "openvino_model.xml").is_file():
+        return None
+    return precision_census(path)
+
+
+def _precision_rank(path: Path, census: PrecisionCensus | None) -> tuple[int, float]:
+    """Rank by the precision holding most weights, then by how much of them it holds."""
+    if census is None:
         manifest = read_manifest(path) or {}
-        made = manifest.get("preset") or ("gguf" if path.suffix == ".gguf" else "?")
-        agreement = (
-            "reference" if path == reference else f"{word_agreement(r.answers, reference_answers):.0%}"
+        return _PRECISION_RANK.get(manifest.get("options", {}).get("weight_format", ""), 0), 0.0
+    shares = sorted(census.weights.items(), key=lambda item: (-_PRECISION_RANK.get(item[0], 0), -item[1]))
+    best, share = shares[0]
+    return _PRECISION_RANK.get(best, 0), share
+
+
+def _made(path: Path) -> str:
+    if path.suffix.lower() == ".gguf":
+        return "gguf"
+    manifest = read_manifest(path) or {}
+    return manifest.get("preset") or manifest.get("options", {}).get("weight_format") or "?"
+
+
+def _weights(census: PrecisionCensus | None) -> str:
+    """``int4 79% (g64), int8 21%``: the shares of weight parameters, with int4 group sizes."""
+    if census is None:
+        return "n/a"
+    parts = []
+    for precision, share in census.weights.items():
+        if share < 0.005:
+            continue
+        groups = census.group_sizes.get(precision, [])
+        sizes = f" (g{'/'.join(str(g) for g in groups)})" if precision == "int4" and groups else ""
+        parts.append(f"{precision} {share:.0%}{sizes}")
+    return ", ".join(parts)
+
+
+def _notes(rows: list[Row]) -> list[str]:
+    reference = next((row for row in rows if row.reference), None)
+    first = next((row.quality for row in rows if row.quality), None)
+    notes = []
+    if reference and first:
+        notes.append(
+            f"Quality: teacher-forced on {first.positions} token positions against {reference.model}; "
+            "KL in nats. Speed: ContinuousBatchingPipeline, greedy, prefix caching off; "
+            f"C={CONCURRENCY} is the aggregate of {CONCURRENCY} requests started together."
         )
-        size = f"{(disk_size(path) or 0) / 1e6:.0f}"
-        speed = [f"{r.load_s:.1f}", f"{r.ttft_ms:.0f}", f"{r.decode_tok_s:.1f}", f"{r.peak_rss_mb:.0f}"]
-        rows.append([path.name, made, size, *speed, agreement])
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    for row in rows:
+        if row.quality is None and row.quality_note:
+            notes.append(f"{row.model}: no quality figures: {row.quality_note}")
+        elif row.quality and row.quality.tokenizer_differences:
+            notes.append(
+                f"{row.model}: its tokenizer splits the text differently from the reference's in "
+                f"{row.quality.tokenizer_differences} places (it was scored on the reference's tokens)"
+            )
+    return notes
+
+
+def _recommendation(chosen: Row | None, kl_threshold: float) -> str:
+    if chosen is None:
+        return f"Recommended: none: no model stays under a mean KL of {kl_threshold}."
+    return (
+        f"Recommended: {chosen.model} ({chosen.path}): the fastest at C={CONCURRENCY} "
+        f"({chosen.speed.concurrent_tok_s:.1f} tok/s) whose mean KL from the reference stays under "
+        f"{kl_threshold}."
+    )
+
+
+def _json_row(row: Row) -> dict:
+    document = asdict(row)
+    document["quality"] = asdict(row.quality) if row.quality else None
+    return document
 
 
 def _median(values: list[float]) -> float:
-    ordered = sorted(values)
+    ordered = sorted(value for value in values if not math.isnan(value))
     return ordered[len(ordered) // 2] if ordered else float("nan")
 
 

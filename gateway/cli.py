@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,7 @@ logger = logging.getLogger("openarc")
 # Commands with parsers of their own (they live outside the gateway and import heavier things).
 _DELEGATED = {
     "bench": ("bench.__main__", "benchmark a server against the raw pipeline (see README)"),
-    "compare": ("bench.compare", "compare exports of one model: speed, memory, answer agreement"),
+    "compare": ("bench.compare", "compare exports of one model: size, speed, memory, quality (KL, PPL)"),
 }
 
 
@@ -146,6 +147,26 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--trust-remote-code", action="store_true")
     export.add_argument("--force", action="store_true", help="replace the output folder if it exists")
     export.add_argument("--cache-dir", help="where default outputs go (default ~/.cache/openarc)")
+    export.add_argument(
+        "--quality",
+        action="store_true",
+        help="also measure the export against the source (a GGUF itself; otherwise an fp16 export of it)",
+    )
+    export.add_argument(
+        "--sweep",
+        action="store_true",
+        help="export the usual candidates into OUTPUT/<candidate>, compare them and recommend one",
+    )
+    export.add_argument("--candidates", help="--sweep: only these candidates (comma-separated names)")
+    export.add_argument(
+        "--kl-threshold",
+        type=float,
+        default=0.05,
+        help="--sweep: recommend the fastest export whose mean KL from fp16 stays under this (default 0.05)",
+    )
+    export.add_argument("--text", type=Path, help="text for the quality figures (default: OpenArc's own)")
+    export.add_argument("--format", choices=["text", "markdown", "json"], default="text", dest="form")
+    export.add_argument("--repeats", type=int, default=3, help="--sweep: runs per speed measurement")
     export.set_defaults(run=_export, sym=None)
     for name, (_, summary) in _DELEGATED.items():
         commands.add_parser(name, help=summary, add_help=False)
@@ -245,29 +266,119 @@ def _drained(signum: int, _frame: object) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from adapters.export.optimum_intel import ExportError, export_model
+    from adapters.export.optimum_intel import ExportError
+    from adapters.export.quality import QualityError
 
     try:
-        options, preset = _export_options(args)
-    except ExportError as exc:
-        raise ConfigError(str(exc)) from exc
-    output = args.output
-    if output is None:
-        cache = Path(args.cache_dir).expanduser() if args.cache_dir else ServerConfig().cache_path
-        name = Path(args.source).stem if args.source.endswith(".gguf") else Path(args.source).name
-        output = cache / "exports" / f"{name}-{(args.preset or options.weight_format)}"
-    try:
-        manifest = export_model(args.source, output, options, preset, force=args.force)
+        return _sweep(args) if args.sweep else _export_one(args)
     except ImportError as exc:
         raise ConfigError(
             f"openarc export needs the export extra (pip install 'openarc[export]'): {exc}"
         ) from exc
-    except ExportError as exc:
+    except (ExportError, QualityError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def _export_one(args: argparse.Namespace) -> int:
+    from adapters.export.optimum_intel import export_model
+
+    options, preset = _export_options(args)
+    output = args.output or _default_output(args, args.preset or options.weight_format)
+    manifest = export_model(args.source, output, options, preset, force=args.force)
     for note in manifest["notes"]:
         sys.stderr.write(f"note: {note}\n")
+    if args.quality:
+        if options.task != "text-generation":
+            raise ConfigError("--quality measures chat (text-generation) models only")
+        sys.stdout.write(_quality_against_source(args, output, options.trust_remote_code) + "\n")
     sys.stdout.write(f"{output}\n")
     return 0
+
+
+def _default_output(args: argparse.Namespace, suffix: str) -> Path:
+    cache = Path(args.cache_dir).expanduser() if args.cache_dir else ServerConfig().cache_path
+    name = Path(args.source).stem if args.source.endswith(".gguf") else Path(args.source).name
+    return cache / "exports" / f"{name}-{suffix}"
+
+
+def _quality_against_source(args: argparse.Namespace, output: Path, trust_remote_code: bool) -> str:
+    """Measure ``output`` against the source at its own precision; record and describe the figures.
+
+    A GGUF is its own reference (as openvino-genai reads it); any other source is exported to fp16 in a
+    scratch folder first, the closest IR to its original weights.
+    """
+    import json
+    import tempfile
+
+    from adapters.export.optimum_intel import MANIFEST, PRESETS, export_model
+    from adapters.export.quality import compare_quality
+
+    text = args.text.read_text(encoding="utf-8") if args.text else None
+    cache = Path(args.cache_dir).expanduser() if args.cache_dir else ServerConfig().cache_path
+    source = Path(args.source).expanduser()
+    with tempfile.TemporaryDirectory(prefix="openarc-reference-") as scratch:
+        if source.suffix == ".gguf":
+            reference, described = source, "the source GGUF, as openvino-genai reads it"
+        else:
+            reference, described = Path(scratch) / "fp16", "an fp16 export of the source"
+            options = dataclasses.replace(PRESETS["fp16"], trust_remote_code=trust_remote_code)
+            export_model(args.source, reference, options, "fp16")
+        figures = compare_quality(reference, [output], text, gguf_cache=cache / "converted")
+    mine, theirs = figures[output], figures[reference]
+    record = {
+        "reference": described,
+        "text": str(args.text) if args.text else "openarc default",
+        "reference_perplexity": theirs.perplexity,
+        **dataclasses.asdict(mine),
+    }
+    manifest = json.loads((output / MANIFEST).read_text())
+    (output / MANIFEST).write_text(json.dumps({**manifest, "quality": record}, indent=2) + "\n")
+    return (
+        f"quality against {described}, {mine.positions} positions: perplexity {mine.perplexity:.2f} "
+        f"(reference {theirs.perplexity:.2f}), mean KL {mine.kl_mean:.4f}, KL p99 {mine.kl_p99:.3f}, "
+        f"top-1 agreement {mine.top1_agreement:.1%}"
+    )
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """Export the sweep's candidates (reusing finished ones), compare them, recommend one."""
+    from adapters.export.optimum_intel import export_model, source_task
+    from adapters.export.sweep import already_exported, candidates, choose, layer_sizes
+    from bench.compare import compare_models, render
+
+    if args.preset or args.weight_format:
+        raise ConfigError("--sweep chooses the presets itself; drop --preset and --weight-format")
+    if (args.task or source_task(args.source)) != "text-generation":
+        raise ConfigError("--sweep compares chat (text-generation) models only")
+    folder = args.output or _default_output(args, "sweep")
+    available = candidates(layer_sizes(args.source), args.num_samples)
+    chosen = choose(args.candidates.split(","), available) if args.candidates else available
+    for candidate in chosen:
+        output = folder / candidate.name
+        if already_exported(output, candidate) and not args.force:
+            logger.info("%s: already exported in %s", candidate.name, output)
+            continue
+        with _stdout_to_stderr():
+            export_model(args.source, output, candidate.options, candidate.preset, force=True)
+    text = args.text.read_text(encoding="utf-8") if args.text else None
+    rows = compare_models([folder / c.name for c in chosen], text=text, repeats=args.repeats)
+    sys.stdout.write(render(rows, args.form, args.kl_threshold))
+    return 0
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send file descriptor 1 to stderr: NNCF prints its tables to stdout, where the sweep's table (JSON
+    with ``--format json``) must be alone. At the descriptor, since NNCF's log handler holds the stream."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _export_options(args: argparse.Namespace) -> tuple[ExportOptions, str | None]:

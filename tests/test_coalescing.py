@@ -28,7 +28,12 @@ def test_adjacent_text_of_one_choice_is_joined():
 
 
 def test_text_with_logprobs_between_is_not_joined():
-    events = [TextDelta(0, "a"), TokenLogprobs(0, ["a"], [-0.1]), TextDelta(0, "b"), TokenLogprobs(0, ["b"], [-0.2])]
+    events = [
+        TextDelta(0, "a"),
+        TokenLogprobs(0, ["a"], [-0.1]),
+        TextDelta(0, "b"),
+        TokenLogprobs(0, ["b"], [-0.2]),
+    ]
     assert _joined(events) == events
 
 

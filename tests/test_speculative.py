@@ -57,7 +57,7 @@ def test_speculation_keeps_the_greedy_answer(client, speculative_models, model, 
     # ~95 characters, then the plain model wrote "," where the speculative one wrote ".". Only a long
     # shared start is required of an open-ended answer.
     speculative, plain = greedy(client, model, STORY, stream), greedy(client, DEMO, STORY)
-    shared = next((i for i, (a, b) in enumerate(zip(speculative, plain)) if a != b), len(plain))
+    shared = next((i for i, (a, b) in enumerate(zip(speculative, plain, strict=False)) if a != b), len(plain))
     assert shared >= 40, (speculative, plain)
 
 

@@ -4,9 +4,10 @@ Sources: a Hugging Face model id (downloaded with huggingface-hub), a local tran
 ``.gguf`` file (read by transformers, tokenizer checked and repaired, see ``gguf_source``). Chat, embedding
 and rerank models (see ``tasks``). The output folder holds the IR, the OpenVINO tokenizer and detokenizer,
 the chat template (chat models), the sentence-transformers configuration (embedding models) and
-``openarc-export.json`` (how it was made). It is written next to its final name and renamed at the end,
-so a failed export never leaves a folder that looks valid. optimum-intel (and torch) come from the
-``export`` extra and are imported only here, lazily.
+``openarc-export.json`` (how it was made, and the precisions its weights really have, see ``precision``).
+It is written next to its final name and renamed at the end, so a failed export never leaves a folder
+that looks valid. optimum-intel (and torch) come from the ``export`` extra and are imported only here,
+lazily.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .gguf_source import (
     openvino_encoder,
     tokenizer_mismatches,
 )
+from .precision import precision_census
 from .tasks import OPTIMUM_TASKS, TASKS, Task, copy_sentence_transformers_files, detect_task
 
 logger = logging.getLogger(__name__)
@@ -107,6 +109,8 @@ def export_model(
                 notes += copy_sentence_transformers_files(model_dir, staging)
             check = _check_tokenizer(staging, reference, options.task)
         manifest = _manifest(source, preset, options, notes, check, time.monotonic() - started)
+        # What the IR really holds, read back from the file: the options above are only what was asked.
+        manifest["precision"] = precision_census(staging).as_dict()
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if output.exists():
             shutil.rmtree(output)
