@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from gateway.sources import resolve_source
 from .http_load import concurrency_level, idle_pings, multi_turn, repeated_prompt, stream_chat
 from .memory import cpu_seconds, process_rss_mb, server_memory
 from .report import BenchRun, PeerRun, render
-from .server import running_server
+from .server import serving
 from .stats import LevelResult, median_run
 
 logger = logging.getLogger("bench")
@@ -148,12 +147,9 @@ def _run_http(args, spec: ModelSpec, levels: list[int]):
     if args.base_url:
         url = args.base_url.rstrip("/")
         return *asyncio.run(_http_workloads(url, args.model_id, args, levels)), server_memory(url)
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "bench.json"
-        config.write_bytes(msgspec.json.encode(ServerConfig(models=[spec], log_level="warning")))
-        with running_server(config, Path(tmp) / "server.log") as url:
-            results = asyncio.run(_http_workloads(url, MODEL_ID, args, levels))
-            return *results, server_memory(url)
+    with serving([spec]) as url:
+        results = asyncio.run(_http_workloads(url, MODEL_ID, args, levels))
+        return *results, server_memory(url)
 
 
 def _run_peer(args, levels: list[int]) -> PeerRun:

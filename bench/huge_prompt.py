@@ -13,17 +13,14 @@ import argparse
 import asyncio
 import logging
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
-import msgspec
 
-from gateway.config import ModelSpec, ServerConfig
+from gateway.config import ModelSpec
 
 from .http_load import stream_chat
-from .server import running_server
+from .server import serving
 from .stats import percentile
 
 MODEL_ID = "bench"
@@ -91,12 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             measure(args.base_url, args.model_id, args.streams, args.max_tokens, args.rounds)
         )
     else:
-        with tempfile.TemporaryDirectory() as tmp:
-            config = Path(tmp) / "bench.json"
-            spec = ModelSpec(id=MODEL_ID, source="demo")
-            config.write_bytes(msgspec.json.encode(ServerConfig(models=[spec], log_level="warning")))
-            with running_server(config, Path(tmp) / "server.log") as url:
-                report = asyncio.run(measure(url, MODEL_ID, args.streams, args.max_tokens, args.rounds))
+        with serving([ModelSpec(id=MODEL_ID, source="demo")]) as url:
+            report = asyncio.run(measure(url, MODEL_ID, args.streams, args.max_tokens, args.rounds))
     sys.stdout.write(report)
     return 0
 

@@ -9,11 +9,15 @@ import contextlib
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
+
+from gateway.config import ModelSpec, ServerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +49,17 @@ def running_server(config: Path, log: Path, timeout: float = 300) -> Iterator[st
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@contextlib.contextmanager
+def serving(models: list[ModelSpec]) -> Iterator[str]:
+    """A server for ``models`` alone, its config and warning-level log in a temporary folder; yields
+    its root URL (what the benchmarks run against)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "bench.json"
+        config.write_bytes(msgspec.json.encode(ServerConfig(models=models, log_level="warning")))
+        with running_server(config, Path(tmp) / "server.log") as url:
+            yield url
 
 
 def _wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:

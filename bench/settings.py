@@ -13,16 +13,12 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
-import msgspec
-
-from gateway.config import ModelSpec, SchedulerSettings, ServerConfig
+from gateway.config import ModelSpec, SchedulerSettings
 
 from .__main__ import story_prompts
 from .http_load import concurrency_level
-from .server import running_server
+from .server import serving
 
 VARIANTS: dict[str, tuple[dict, dict]] = {
     "default": ({}, {}),
@@ -62,11 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure(spec: ModelSpec, levels: list[int], max_tokens: int, repeats: int) -> dict[int, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "bench.json"
-        config.write_bytes(msgspec.json.encode(ServerConfig(models=[spec], log_level="warning")))
-        with running_server(config, Path(tmp) / "server.log") as url:
-            return asyncio.run(_levels(url, levels, max_tokens, repeats))
+    with serving([spec]) as url:
+        return asyncio.run(_levels(url, levels, max_tokens, repeats))
 
 
 async def _levels(url: str, levels: list[int], max_tokens: int, repeats: int) -> dict[int, float]:

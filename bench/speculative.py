@@ -13,16 +13,14 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import httpx
-import msgspec
 
-from gateway.config import ModelSpec, ServerConfig, SpeculativeSettings
+from gateway.config import ModelSpec, SpeculativeSettings
 
 from .http_load import stream_chat
-from .server import running_server
+from .server import serving
 
 PARAGRAPH = (
     "The northern line opened in 1898 with four stations. Trains ran every twenty minutes from six in the "
@@ -59,11 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         ModelSpec(id="plain", source=args.model, device=args.device),
         ModelSpec(id="prompt-lookup", source=args.model, device=args.device, speculative=speculative),
     ]
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "bench.json"
-        config.write_bytes(msgspec.json.encode(ServerConfig(models=models, log_level="warning")))
-        with running_server(config, Path(tmp) / "server.log") as url:
-            rows = asyncio.run(_measure(url, args.max_tokens, args.repeats))
+    with serving(models) as url:
+        rows = asyncio.run(_measure(url, args.max_tokens, args.repeats))
     table = _table(rows, args)
     sys.stdout.write(table)
     if args.markdown:

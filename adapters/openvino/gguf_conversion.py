@@ -12,8 +12,6 @@ Imports no OpenVINO in the server process: the conversion imports it in its own 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -21,8 +19,10 @@ import logging
 import multiprocessing
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+
+from .file_lock import exclusive_lock
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def ensure_converted(gguf: Path, root: Path, setup_logging: Callable[[], None] =
         return folder
     try:
         root.mkdir(parents=True, exist_ok=True)
-        with _lock(root / f".{folder.name}.lock"):
+        with exclusive_lock(root / f".{folder.name}.lock"):
             if (folder / DONE).is_file():  # another server converted it while this one waited
                 return folder
             _convert_in_child(gguf, folder, setup_logging)
@@ -61,16 +61,6 @@ def ensure_converted(gguf: Path, root: Path, setup_logging: Callable[[], None] =
         logger.warning("serving %s without a kept conversion (each start converts it again): %s", gguf, exc)
         return gguf
     return folder
-
-
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _convert_in_child(gguf: Path, folder: Path, setup_logging: Callable[[], None]) -> None:

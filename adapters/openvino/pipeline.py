@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import openvino_genai as ov_genai
 
 from ..base import ModelLoadError
 from .engine import ContinuousBatchingEngine
+from .file_lock import exclusive_lock
 from .model_files import detect_format
 from .prefix_cache import PrefixCacheTracker
 from .sequential import SequentialEngine
@@ -87,12 +87,8 @@ def _compile_cache_lock(cache_dir: Any) -> Iterator[None]:
         return
     folder = Path(str(cache_dir))
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".openarc-compile.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with exclusive_lock(folder / ".openarc-compile.lock"):
+        yield
 
 
 def _summary(exc: BaseException) -> str:
