@@ -214,6 +214,23 @@ class Usage(msgspec.Struct, frozen=True, tag=True, array_like=True):
 Event = TextDelta | ReasoningDelta | ToolCallDelta | TokenLogprobs | Finished | Usage
 
 
+class EngineCounts(msgspec.Struct, frozen=True, array_like=True):
+    """What an engine has done since it started, counted as it steps (so a request cancelled mid-way
+    counts the tokens it got), in the engine's own process."""
+
+    generated_tokens: int = 0
+    """Tokens generated, for every request, finished or not."""
+    speculative_steps: int = 0
+    """Steps of a speculative-decoding model that gave a sequence new tokens: each checks one round of
+    guessed tokens and gives one token of its own plus the guesses it accepted."""
+    accepted_tokens: int = 0
+    """Guessed tokens accepted in those steps (mean tokens a step: ``1 + accepted / steps``)."""
+
+    def __add__(self, other: EngineCounts) -> EngineCounts:
+        mine, theirs = msgspec.structs.astuple(self), msgspec.structs.astuple(other)
+        return EngineCounts(*(a + b for a, b in zip(mine, theirs, strict=True)))
+
+
 @dataclass(frozen=True)
 class Activity:
     """A snapshot of an adapter's load, for health checks and tests."""
@@ -222,6 +239,8 @@ class Activity:
     """Requests accepted and not yet finished or released (running or waiting)."""
     running: int
     """Requests the engine is generating for right now."""
+    counts: EngineCounts = EngineCounts()
+    """What its engine has done since it started (zeros for a backend that does not count)."""
 
 
 class Adapter(Protocol):

@@ -112,6 +112,8 @@ class Batch(msgspec.Struct, tag=True, array_like=True):
 
     outcomes: dict[int, list[Event] | Failure]
     running: int
+    counts: base.EngineCounts = base.EngineCounts()
+    """Everything the engine has counted since it started (not since the last batch)."""
 
 
 EngineInbox = ForwardedAdd | Cancel | Close

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import msgspec
 
+from adapters.openvino.spec import default_properties
 from gateway.config import ModelSpec, SchedulerSettings, ServerConfig
 from gateway.sources import resolve_source
 
@@ -61,20 +62,16 @@ def main(argv: list[str] | None = None) -> int:
         enable_prefix_caching=not args.no_prefix_caching,
     )
     spec = ModelSpec(id=MODEL_ID, source=str(path), device=args.device, scheduler=scheduler)
-    properties = {"CACHE_DIR": str(cache_dir / "compiled")}
+    properties = {"CACHE_DIR": str(cache_dir / "compiled"), **default_properties(args.device, {})}
     scheduler_dict = msgspec.structs.asdict(scheduler)
 
     http_levels, pings, turns, repeated, idle, cpu, memory = _run_http(args, spec, levels)
     peer = _run_peer(args, levels) if args.peer else None
     raw_levels: dict[int, LevelResult] = {}
     if not args.no_raw:
-        from adapters.openvino.gguf_conversion import ensure_converted
-        from adapters.openvino.model_files import detect_format
+        from .raw import RawPipeline, loaded_path  # late: the server must not share the CPU with it
 
-        from .raw import RawPipeline  # imported late: the server must not share the CPU with it
-
-        # The server loads a GGUF from its kept conversion; the raw pipeline loads the same files.
-        loaded = ensure_converted(path, cache_dir / "converted") if detect_format(path) == "gguf" else path
+        loaded = loaded_path(str(path))  # the same files as the server (a GGUF's kept conversion)
         logger.info("raw pipeline in-process: loading %s", loaded)
         raw = RawPipeline(loaded, args.device, properties, scheduler_dict)
         for c in levels:

@@ -82,6 +82,7 @@ def measure_speed(path: Path, device: str, max_tokens: int, repeats: int) -> Spe
     """Load ``path`` on ``device`` and measure it (runs inside the child process)."""
     import msgspec
 
+    from adapters.openvino.spec import default_properties
     from gateway.config import SchedulerSettings
 
     from .raw import RawPipeline
@@ -91,7 +92,8 @@ def measure_speed(path: Path, device: str, max_tokens: int, repeats: int) -> Spe
         SchedulerSettings(max_num_seqs=max(CONCURRENCY, 16), enable_prefix_caching=False)
     )
     started = time.perf_counter()
-    pipeline = RawPipeline(path, device, {}, scheduler)  # includes openvino-genai's warm-up request
+    properties = default_properties(device, {})  # as the server would load it
+    pipeline = RawPipeline(path, device, properties, scheduler)  # includes openvino-genai's warm-up request
     load_s = time.perf_counter() - started
     single = [pipeline.level([PROMPTS[i % len(PROMPTS)]], max_tokens) for i in range(repeats)]
     concurrent = median_run([pipeline.level(PROMPTS[:CONCURRENCY], max_tokens) for _ in range(repeats)])

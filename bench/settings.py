@@ -5,6 +5,11 @@ aggregate decode tok/s at each concurrency level, greedy, ``ignore_eos``; prints
 the default measured in the same run. The variants are the settings that decide how the engine's
 inference threads share a small machine with the server and the client (thread count, pinning, the
 performance hint) and what a step costs (KV-cache precision, the scheduler's token budget).
+
+On a shared or small machine the speed drifts by more than a setting changes it (measured here: the
+same KV-precision change read 0.86x and 1.24x in two such runs). ``--interleaved`` loads every
+variant's pipeline side by side in this process and takes turns run by run, so a drift hits all of
+them alike; it measures the engine without HTTP, which is where these settings act.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import argparse
 import asyncio
 import statistics
 import sys
+
+import msgspec
 
 from gateway.config import ModelSpec, SchedulerSettings
 
@@ -25,9 +32,11 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "ENABLE_CPU_PINNING=False": ({"ENABLE_CPU_PINNING": False}, {}),
     "INFERENCE_NUM_THREADS=1": ({"INFERENCE_NUM_THREADS": 1}, {}),
     "PERFORMANCE_HINT=THROUGHPUT": ({"PERFORMANCE_HINT": "THROUGHPUT"}, {}),
-    "KV_CACHE_PRECISION=f16": ({"KV_CACHE_PRECISION": "f16"}, {}),
+    "KV_CACHE_PRECISION=u8": ({"KV_CACHE_PRECISION": "u8"}, {}),
     "max_num_batched_tokens=512": ({}, {"max_num_batched_tokens": 512}),
 }
+Figures = dict[str, dict[int, float]]
+"""Variant name -> concurrency -> aggregate tok/s."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,10 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2, help="runs per level (median)")
     parser.add_argument("--only", help="comma-separated variant names (default: all)")
+    parser.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="load every variant's pipeline in this process and take turns run by run, so a drift in the "
+        "machine's speed hits every variant alike (no HTTP; 1 GB of KV cache each)",
+    )
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.levels.split(",")]
     names = ["default", *[n for n in (args.only.split(",") if args.only else VARIANTS) if n != "default"]]
-    results: dict[str, dict[int, float]] = {}
+    if args.interleaved:
+        sys.stdout.write(_table(_interleaved(names, levels, args), levels, args, "in-process, interleaved"))
+        return 0
+    results: Figures = {}
     for name in names:
         properties, scheduler = VARIANTS[name]
         sys.stderr.write(f"{name} ...\n")
@@ -53,8 +71,34 @@ def main(argv: list[str] | None = None) -> int:
             scheduler=SchedulerSettings(max_num_seqs=max(16, *levels), **scheduler),
         )
         results[name] = _measure(spec, levels, args.max_tokens, args.repeats)
-    sys.stdout.write(_table(results, levels, args))
+    sys.stdout.write(_table(results, levels, args, "over HTTP, one variant after the other"))
     return 0
+
+
+def _interleaved(names: list[str], levels: list[int], args: argparse.Namespace) -> Figures:
+    """Every variant's raw pipeline loaded side by side; each round runs each level on each in turn."""
+    from adapters.openvino.spec import default_properties
+
+    from .raw import RawPipeline, loaded_path
+
+    path = loaded_path(args.model)
+    pipelines = {}
+    for name in names:
+        properties, scheduler = VARIANTS[name]
+        settings = SchedulerSettings(max_num_seqs=max(16, *levels), cache_size=1, **scheduler)
+        sys.stderr.write(f"loading {name} ...\n")
+        pipelines[name] = RawPipeline(
+            path,
+            args.device,
+            default_properties(args.device, properties),
+            msgspec.structs.asdict(settings),
+        )
+    runs: dict[str, dict[int, list[float]]] = {name: {c: [] for c in levels} for name in names}
+    for _ in range(args.repeats):
+        for c in levels:
+            for name, pipeline in pipelines.items():
+                runs[name][c].append(pipeline.level(story_prompts(c), args.max_tokens).tokens_per_second)
+    return {name: {c: statistics.median(r) for c, r in by_level.items()} for name, by_level in runs.items()}
 
 
 def _measure(spec: ModelSpec, levels: list[int], max_tokens: int, repeats: int) -> dict[int, float]:
@@ -71,10 +115,10 @@ async def _levels(url: str, levels: list[int], max_tokens: int, repeats: int) ->
     return measured
 
 
-def _table(results: dict[str, dict[int, float]], levels: list[int], args: argparse.Namespace) -> str:
+def _table(results: Figures, levels: list[int], args: argparse.Namespace, how: str) -> str:
     default = results["default"]
     lines = [
-        f"Settings of {args.model} on {args.device}, aggregate tok/s over HTTP, {args.max_tokens} tokens a "
+        f"Settings of {args.model} on {args.device}, aggregate tok/s {how}, {args.max_tokens} tokens a "
         f"request, median of {args.repeats}; ratios against the default of this run.",
         "",
         "| variant | " + " | ".join(f"C={c} tok/s | vs default" for c in levels) + " |",

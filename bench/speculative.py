@@ -2,9 +2,10 @@
 
 Starts one server with the model twice, plain and with ``speculative.method = "prompt_lookup"``, and
 sends each workload to both, greedy, one request at a time. Prints per workload the decode speed of
-each, the speed-up, and the tokens per streamed chunk: the server sends one chunk per engine step, so
-tokens per chunk minus one is the guessed tokens accepted per step. Workloads where the answer quotes
-the prompt (editing a text, extraction, a RAG answer) should gain; an open story should not.
+each, the speed-up, and the tokens per step with prompt lookup, from the server's own counters
+(``openarc_speculative_steps`` and ``openarc_speculative_accepted_tokens`` in ``/metrics``): one token
+of the step's own plus the guessed tokens accepted. Workloads where the answer quotes the prompt
+(editing a text, extraction, a RAG answer) should gain; an open story should not.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ async def _measure(url: str, max_tokens: int, repeats: int) -> list[tuple[str, d
         for name, prompt in WORKLOADS.items():
             figures, texts = {}, {}
             for model in ("plain", "prompt-lookup"):
+                steps_before, accepted_before = await _speculation(client, model)
                 runs = [
                     await stream_chat(client, model, [{"role": "user", "content": prompt}], max_tokens, False)
                     for _ in range(repeats)
@@ -83,12 +85,24 @@ async def _measure(url: str, max_tokens: int, repeats: int) -> list[tuple[str, d
                 figures[model] = {
                     "tok_s": statistics.median(t.decode_rate for t in timings),
                     "tokens": statistics.median(t.completion_tokens for t in timings),
-                    "per_chunk": statistics.median(t.completion_tokens / len(t.token_times) for t in timings),
                 }
+                steps, accepted = await _speculation(client, model)
+                figures[model]["per_step"] = 1 + (accepted - accepted_before) / max(steps - steps_before, 1)
             rows.append(
                 (name, figures["plain"], figures["prompt-lookup"], texts["plain"] == texts["prompt-lookup"])
             )
     return rows
+
+
+async def _speculation(client: httpx.AsyncClient, model: str) -> tuple[float, float]:
+    """The server's speculative-decoding counters for ``model``: steps, and guessed tokens accepted."""
+    text = (await client.get("/metrics")).text
+    figures = []
+    for name in ("openarc_speculative_steps_total", "openarc_speculative_accepted_tokens_total"):
+        prefix = f'{name}{{model="{model}"}} '
+        lines = text.splitlines()
+        figures.append(next(float(line[len(prefix) :]) for line in lines if line.startswith(prefix)))
+    return figures[0], figures[1]
 
 
 def _table(rows: list[tuple[str, dict, dict, bool]], args: argparse.Namespace) -> str:
@@ -103,7 +117,7 @@ def _table(rows: list[tuple[str, dict, dict, bool]], args: argparse.Namespace) -
     for name, plain, lookup, same in rows:
         lines.append(
             f"| {name} | {lookup['tokens']:.0f} | {plain['tok_s']:.1f} | {lookup['tok_s']:.1f} | "
-            f"{lookup['tok_s'] / plain['tok_s']:.2f}x | {lookup['per_chunk']:.2f} | "
+            f"{lookup['tok_s'] / plain['tok_s']:.2f}x | {lookup['per_step']:.2f} | "
             f"{'yes' if same else 'no'} |"
         )
     lines.append("")

@@ -90,7 +90,9 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     device: str = "CPU"
     """OpenVINO device: CPU, GPU, GPU.1, NPU, AUTO, ..."""
     properties: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
-    """OpenVINO properties for compilation (PERFORMANCE_HINT, NUM_STREAMS, KV_CACHE_PRECISION, ...)."""
+    """OpenVINO properties for compilation (PERFORMANCE_HINT, NUM_STREAMS, KV_CACHE_PRECISION, ...). On
+    CPU, ``KV_CACHE_PRECISION`` is ``f16`` unless set here (``u8`` holds twice the tokens, a little
+    slower: measured in docs/benchmarks.md)."""
     scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
     """Continuous-batching settings."""
     export: bool = False
@@ -133,6 +135,10 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     ``top_p`` 0.9 unless set here."""
     speculative: SpeculativeSettings = msgspec.field(default_factory=SpeculativeSettings)
     """Speculative decoding: off by default."""
+    warm_up: bool = True
+    """Run a few short generations at load (a prompt of several tokens, two sequences in one step), so
+    the first users do not pay OpenVINO's first-use cost (about 2 s on the demo model); ``false`` makes
+    the server ready sooner and leaves that cost to the first requests."""
     max_restarts: Annotated[int, Meta(ge=0)] = 5
     """Engine failures in a row (each within a minute of the last start) restarted before the model is
     marked ``failed``; restarts wait 1, 2, 4, ... up to 30 seconds."""

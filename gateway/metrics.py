@@ -1,9 +1,11 @@
 """Prometheus metrics: one ``CollectorRegistry`` per app, served at ``/metrics``.
 
 Counted as they happen: HTTP responses (a ``before_send`` hook), queue rejections, time to first token,
-inter-token latency, end-to-end latency and token counts (a ``GenerationRecorder`` that the generation
-path in ``streaming.py`` feeds). Read at scrape time from the ``ModelRegistry``: running and waiting
-requests, engine restarts and model states, so they can never drift from the truth.
+inter-token latency, end-to-end latency and prompt token counts (a ``GenerationRecorder`` that the
+generation path in ``streaming.py`` feeds). Read at scrape time from the ``ModelRegistry``: running and
+waiting requests, engine restarts, model states, and what each engine counted as it stepped (generated
+tokens, which include requests stopped mid-way, and speculative decoding's accepted guesses), so they
+can never drift from the truth.
 """
 
 from __future__ import annotations
@@ -70,7 +72,6 @@ class Metrics:
             buckets=_E2E_BUCKETS,
         )
         self.prompt_tokens = per_model(Counter, "openarc_prompt_tokens", "Prompt tokens processed.")
-        self.generated_tokens = per_model(Counter, "openarc_generation_tokens", "Tokens generated.")
         self.cached_tokens = per_model(
             Counter,
             "openarc_cached_prompt_tokens",
@@ -132,12 +133,11 @@ class GenerationRecorder:
         self._last[index] = now
 
     def finished(self, usage: Usage) -> None:
-        """Generation ended normally with ``usage``."""
+        """Generation ended normally with ``usage`` (generated tokens are counted by the engine)."""
         if not self._metrics:
             return
         self._metrics.e2e.labels(self._model).observe(time.perf_counter() - self._start)
         self._metrics.prompt_tokens.labels(self._model).inc(usage.prompt_tokens)
-        self._metrics.generated_tokens.labels(self._model).inc(usage.completion_tokens)
         if usage.cached_tokens:
             self._metrics.cached_tokens.labels(self._model).inc(usage.cached_tokens)
 
@@ -166,6 +166,21 @@ class ModelCollector:
         state = GaugeMetricFamily(
             "openarc_model_state", "1 for the current state, 0 for the others.", labels=["model", "state"]
         )
+        generated = CounterMetricFamily(
+            "openarc_generation_tokens",
+            "Tokens generated, counted by the engine as it steps (a request stopped mid-way counts too).",
+            labels=["model"],
+        )
+        speculative_steps = CounterMetricFamily(
+            "openarc_speculative_steps",
+            "Speculative decoding: steps that gave a sequence tokens (one of its own plus accepted guesses).",
+            labels=["model"],
+        )
+        accepted = CounterMetricFamily(
+            "openarc_speculative_accepted_tokens",
+            "Speculative decoding: guessed tokens the model accepted (tokens a step: 1 + accepted / steps).",
+            labels=["model"],
+        )
         for entry in self._models.entries():
             model = entry.spec.id
             ready = entry.adapter is not None and entry.state == "ready"
@@ -176,7 +191,13 @@ class ModelCollector:
             restarts.add_metric([model], getattr(entry, "restarts", 0))
             for name in MODEL_STATES:
                 state.add_metric([model, name], 1.0 if entry.state == name else 0.0)
-        yield from (running, waiting, restarts, state)
+            counts = entry.retired_counts
+            if entry.adapter is not None:
+                counts += entry.adapter.activity().counts
+            generated.add_metric([model], counts.generated_tokens)
+            speculative_steps.add_metric([model], counts.speculative_steps)
+            accepted.add_metric([model], counts.accepted_tokens)
+        yield from (running, waiting, restarts, state, generated, speculative_steps, accepted)
 
 
 @get("/metrics", sync_to_thread=False)

@@ -19,7 +19,7 @@ from typing import Literal
 
 import msgspec
 
-from adapters.base import Adapter, AdapterError, ModelInfo
+from adapters.base import Adapter, AdapterError, EngineCounts, ModelInfo
 
 from .config import ConfigError, ModelSpec, ServerConfig
 from .errors import ConflictError, ModelNotFoundError, ModelNotReadyError
@@ -48,7 +48,7 @@ def load_openvino_genai(spec: ModelSpec, path: Path, config: ServerConfig) -> Ad
     from adapters.openvino.adapter import OpenVINOGenAIAdapter
     from adapters.openvino.encoder import EncoderAdapter
     from adapters.openvino.model_files import detect_kind
-    from adapters.openvino.spec import PipelineSpec
+    from adapters.openvino.spec import PipelineSpec, default_properties
 
     setup_logging = functools.partial(configure_logging, config.log_level, config.log_format)
     kind = detect_kind(path) if spec.kind == "auto" else spec.kind
@@ -71,11 +71,12 @@ def load_openvino_genai(spec: ModelSpec, path: Path, config: ServerConfig) -> Ad
                 f"model {spec.id}: speculative.method draft_model needs speculative.draft_model"
             )
         draft = resolve_source(speculative.draft_model, config.cache_path)
+    spec_properties = default_properties(spec.device, spec.properties)
     pipeline = PipelineSpec(
         model_id=spec.id,
         path=path,
         device=spec.device,
-        properties={"CACHE_DIR": str(config.cache_path / "compiled"), **spec.properties},
+        properties={"CACHE_DIR": str(config.cache_path / "compiled"), **spec_properties},
         converted_dir=config.cache_path / "converted",
         scheduler=msgspec.structs.asdict(spec.scheduler),
         engine=spec.engine,
@@ -85,6 +86,7 @@ def load_openvino_genai(spec: ModelSpec, path: Path, config: ServerConfig) -> Ad
         prompt_lookup=speculative.method == "prompt_lookup",
         draft_path=draft,
         draft_device=speculative.draft_device,
+        warm_up=spec.warm_up,
     )
     return OpenVINOGenAIAdapter.load(pipeline, spec.max_queue, spec.stall_timeout, setup_logging)
 
@@ -100,6 +102,8 @@ class ModelEntry:
     warning: str | None = None
     restarts: int = 0
     """Engine restarts since the model was loaded."""
+    retired_counts: EngineCounts = EngineCounts()
+    """What the model's engines that have since died had counted (its counters survive restarts)."""
     failures: int = 0
     """Engine failures in a row, each within ``HEALTHY_RUN_SECONDS`` of the previous start."""
     ready_since: float = 0.0
@@ -235,6 +239,7 @@ class ModelRegistry:
             return  # unloaded, or already replaced
         healthy = time.monotonic() - entry.ready_since >= HEALTHY_RUN_SECONDS
         entry.failures = 1 if healthy else entry.failures + 1
+        entry.retired_counts += adapter.activity().counts
         entry.state, entry.error, entry.adapter = "restarting", reason, None
         self._spawn(self._restart(entry, adapter))
 

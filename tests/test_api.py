@@ -9,6 +9,7 @@ import openai
 import pytest
 from conftest import DEMO, SEQUENTIAL
 
+from adapters.openvino.spec import default_properties
 from gateway.config import DEMO_SAMPLING, ModelSpec, SamplingDefaults, ServerConfig, with_defaults
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -154,6 +155,12 @@ def test_demo_model_gets_smollm2s_sampling_unless_configured():
     assert with_defaults(ServerConfig()).models[0].sampling == DEMO_SAMPLING
     own = ModelSpec(id="mine", source="demo", sampling=SamplingDefaults(temperature=0.7))
     assert with_defaults(ServerConfig(models=[own])).models[0].sampling.temperature == 0.7
+
+
+def test_cpu_models_get_a_float16_kv_cache_unless_configured():
+    assert default_properties("CPU", {}) == {"KV_CACHE_PRECISION": "f16"}
+    assert default_properties("CPU", {"KV_CACHE_PRECISION": "u8"}) == {"KV_CACHE_PRECISION": "u8"}
+    assert default_properties("GPU.1", {"NUM_STREAMS": 2}) == {"NUM_STREAMS": 2}
 
 
 def test_usage_is_not_streamed_unless_asked(client):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import DEMO
 
 from bench.server import ROOT
@@ -37,14 +38,22 @@ def test_speculative_bench_prints_every_workload():
         assert f"| {workload} |" in table
 
 
-def test_startup_bench_times_every_start():
+def test_startup_bench_times_starts_with_and_without_warm_up():
+    """Each start serves a round robin, so a model loaded with ``warm_up = false`` is shown to serve."""
     table = bench(
-        "bench.startup", "--starts", "2", "--conversations", "1", "--turns", "2", "--turn-tokens", "4"
+        "bench.startup", "--starts", "1", "--conversations", "1", "--turns", "2", "--turn-tokens", "4"
     )
-    assert "| 1 |" in table and "| 2 |" in table
+    assert "| 1 | on |" in table and "| 1 | off |" in table
 
 
-def test_settings_bench_compares_a_variant_with_the_default():
-    variant = ["--only", "KV_CACHE_PRECISION=f16"]
-    table = bench("bench.settings", *variant, "--levels", "1", "--repeats", "1", "--max-tokens", "8")
-    assert "| default | " in table and "| KV_CACHE_PRECISION=f16 | " in table
+@pytest.mark.parametrize("mode", [[], ["--interleaved"]], ids=["http", "interleaved"])
+def test_settings_bench_compares_a_variant_with_the_default(mode):
+    variant = ["--only", "KV_CACHE_PRECISION=u8"]
+    table = bench("bench.settings", *variant, *mode, "--levels", "1", "--repeats", "2", "--max-tokens", "8")
+    assert "| default | " in table and "| KV_CACHE_PRECISION=u8 | " in table
+    assert ("in-process, interleaved" in table) == bool(mode)
+
+
+def test_contention_bench_runs_alone_and_beside_a_burner():
+    table = bench("bench.contention", "--concurrency", "2", "--max-tokens", "8", "--rounds", "1")
+    assert "| pinned |" in table and "| not pinned |" in table

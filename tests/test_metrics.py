@@ -93,6 +93,27 @@ async def poll(http, predicate, what: str) -> dict:
     pytest.fail(f"timed out waiting for {what}")
 
 
+async def test_a_stream_stopped_mid_way_counts_the_tokens_it_got(http, aclient):
+    """Generated tokens are counted by the engine as it steps, not from the usage of finished requests:
+    a client that leaves (Open WebUI's stop button) still moved the counter by what was generated."""
+    tokens = "openarc_generation_tokens_total"
+    before = value(scrape(http), tokens, model=SMALL_QUEUE)
+    stream = await aclient.chat.completions.create(
+        model=SMALL_QUEUE, messages=CHAT, stream=True, max_tokens=2000, extra_body={"ignore_eos": True}
+    )
+    chunks = 0
+    async for _chunk in stream:
+        chunks += 1
+        if chunks == 20:
+            break
+    await stream.close()
+    idle = await poll(
+        http, lambda s: value(s, "openarc_requests_running", model=SMALL_QUEUE) == 0, "the stream to stop"
+    )
+    counted = value(idle, tokens, model=SMALL_QUEUE) - before
+    assert 19 <= counted < 2000  # every content chunk held at least one token; the first is the role
+
+
 async def test_running_waiting_and_rejections_follow_the_queue(http, aclient):
     """SMALL_QUEUE runs one request and queues one; a third gets 429 and counts as a rejection."""
     rejections = "openarc_queue_rejections_total"

@@ -96,3 +96,34 @@ def test_text_completions_use_it_too(client, speculative_models):
     kwargs = {"prompt": prompt, "max_tokens": 12, "temperature": 0}
     plain = client.completions.create(model=DEMO, **kwargs).choices[0].text
     assert client.completions.create(model=PROMPT_LOOKUP, **kwargs).choices[0].text == plain
+
+
+@pytest.mark.parametrize("model", [PROMPT_LOOKUP, DRAFTED])
+def test_accepted_guesses_are_counted_in_metrics(http, client, speculative_models, model):
+    """``/metrics`` counts the steps and the accepted guesses, so the mean tokens a step can be read.
+    Quoting the prompt is what prompt lookup guesses right, and a model drafting for itself guesses
+    its own greedy tokens, so both accept guesses here."""
+
+    def counts() -> tuple[float, float, float]:
+        text = http.get("/metrics").text
+        names = ("generation_tokens", "speculative_steps", "speculative_accepted_tokens")
+        return tuple(_sample(text, f"openarc_{name}_total", model) for name in names)
+
+    before = counts()
+    answer = client.chat.completions.create(model=model, messages=QUOTING, max_tokens=40, temperature=0)
+    generated, steps, accepted = (b - a for a, b in zip(before, counts(), strict=True))
+    assert generated == answer.usage.completion_tokens
+    assert generated == steps + accepted  # every step gave one token of its own plus accepted guesses
+    assert accepted > 0 and steps < generated
+
+
+def test_a_model_without_speculation_counts_no_guesses(http, client):
+    client.chat.completions.create(model=DEMO, messages=QUOTING, max_tokens=8, temperature=0)
+    text = http.get("/metrics").text
+    assert _sample(text, "openarc_generation_tokens_total", DEMO) >= 8
+    assert _sample(text, "openarc_speculative_steps_total", DEMO) == 0
+
+
+def _sample(text: str, name: str, model: str) -> float:
+    prefix = f'{name}{{model="{model}"}} '
+    return float(next(line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)))

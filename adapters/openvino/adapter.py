@@ -93,7 +93,8 @@ class OpenVINOGenAIAdapter:
 
     def activity(self) -> Activity:
         """Requests held by the engine: accepted in total, and being generated now."""
-        return Activity(in_flight=self._process.in_flight, running=self._process.running)
+        process = self._process
+        return Activity(in_flight=process.in_flight, running=process.running, counts=process.counts)
 
     async def close(self, reason: str = "The model was unloaded.") -> None:
         """End every request with ``reason`` and stop the engine process."""

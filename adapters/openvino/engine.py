@@ -17,6 +17,7 @@ import openvino_genai as ov_genai
 
 from ..base import (
     AdapterError,
+    EngineCounts,
     EngineUnavailableError,
     Event,
     Finished,
@@ -154,6 +155,22 @@ class Engine:
         self.outbox: dict[int, Outcome] = {}
         self.output_format = OutputFormat()
         """How the model writes tool calls and reasoning; set by the worker from the preparer's finding."""
+        self.generated_tokens = 0
+        self.speculative_steps = 0
+        self.accepted_tokens = 0
+
+    @property
+    def counts(self) -> EngineCounts:
+        """What this engine has done since it started (sent to the server with every batch)."""
+        return EngineCounts(self.generated_tokens, self.speculative_steps, self.accepted_tokens)
+
+    def count(self, config: Any, tokens: int) -> None:
+        """One sequence got ``tokens`` new tokens in one step. On a speculative model (its requests say
+        how many tokens to guess) one of them is the step's own token and the rest accepted guesses."""
+        self.generated_tokens += tokens
+        if tokens and config.num_assistant_tokens:
+            self.speculative_steps += 1
+            self.accepted_tokens += tokens - 1
 
     def new_request(
         self,
@@ -296,6 +313,7 @@ class ContinuousBatchingEngine(Engine):
             if request.id not in self.active:
                 continue
             request_events = events.setdefault(request.id, [])
+            self.count(seq.config, len(ids))
             if seq.config.logprobs and ids:
                 request_events.append(self.token_logprobs(seq.index, ids, logprobs))
             request_events.extend(seq.advance(len(ids), text, engine_finished))

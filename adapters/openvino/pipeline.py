@@ -44,7 +44,9 @@ def build_engine(spec: PipelineSpec) -> Any:
     except RuntimeError as exc:
         logger.error("loading %s on %s failed: %s", spec.path, spec.device, exc)  # the whole message
         raise ModelLoadError(f"could not load {spec.path} on {spec.device}: {_summary(exc)}") from exc
-    one_block_percent = warm_up(pipeline, sequential=spec.sequential, speculative=spec.speculative)
+    one_block_percent = warm_up(
+        pipeline, sequential=spec.sequential, speculative=spec.speculative, full=spec.warm_up
+    )
     if spec.sequential:
         engine = SequentialEngine(pipeline)
     else:
@@ -136,11 +138,12 @@ WARM_UP_PROMPTS = (
 )
 
 
-def warm_up(pipeline: Any, sequential: bool = False, speculative: bool = False) -> float:
+def warm_up(pipeline: Any, sequential: bool = False, speculative: bool = False, full: bool = True) -> float:
     """Run the shapes a server meets first, so its first users do not pay for them: a prompt of
     several tokens (a one-token warm-up left about 1.9 s of first-use cost to the first request with
     a real prompt, measured on the demo model) and, on the batching engine, two sequences decoded in
-    one step.
+    one step. With ``full`` off (the model's ``warm_up = false``) only the one-token request runs on
+    the batching engine, because it sizes the prefix-cache tracker, and nothing on the sequential one.
 
     Returns the KV-cache usage, in percent, of one block (0 when unknown): the batching engine's first
     warm-up request fits in one block, and the pipeline reports usage in percent of all blocks.
@@ -153,12 +156,13 @@ def warm_up(pipeline: Any, sequential: bool = False, speculative: bool = False) 
     one_token = tokenizer.encode("Hello", add_special_tokens=False).input_ids
     prompts = [tokenizer.encode(text, add_special_tokens=False).input_ids for text in WARM_UP_PROMPTS]
     if sequential:
-        for ids in (one_token, *prompts):
+        for ids in (one_token, *prompts) if full else ():
             pipeline.generate(ids, config)
         return 0.0
     _run(pipeline, [one_token], config)
     one_block_percent = pipeline.get_metrics().max_cache_usage
-    _run(pipeline, prompts, config)
+    if full:
+        _run(pipeline, prompts, config)
     return one_block_percent
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..base import (
     AdapterError,
+    EngineCounts,
     EngineOverloadedError,
     EngineUnavailableError,
     Event,
@@ -139,6 +140,8 @@ class EngineProcess:
         self._requests: dict[int, asyncio.Queue[list[Event] | AdapterError]] = {}
         self._in_engine: set[int] = set()  # requests the engine still works on (the watchdog's concern)
         self._running = 0
+        self.counts = EngineCounts()
+        """What the engine counted, as of its last batch."""
         self._last_progress = time.monotonic()
         self._down: str | None = None  # why the engine stopped serving, once it has
         self._attaching: asyncio.Future | None = None
@@ -264,6 +267,7 @@ class EngineProcess:
 
     def _deliver(self, batch: Batch) -> None:
         self._running = batch.running
+        self.counts = batch.counts
         for request_id, outcome in batch.outcomes.items():
             ended = not isinstance(outcome, list) or any(isinstance(event, Usage) for event in outcome)
             if ended:

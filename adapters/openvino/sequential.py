@@ -38,6 +38,7 @@ class _SequenceStreamer(ov_genai.StreamerBase):
     def write(self, token: int | list[int]) -> ov_genai.StreamingStatus:
         try:
             ids = [token] if isinstance(token, int) else list(token)
+            self.engine.count(self.sequence.config, len(ids))
             events = self.sequence.advance(len(ids), self.sequence.detokenizer.push(ids), False)
             if events:
                 self.engine.emit(self.request.id, events)

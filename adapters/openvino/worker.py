@@ -178,6 +178,6 @@ class EngineLoop:
             outcomes = {
                 rid: failure_to_wire(o) if isinstance(o, AdapterError) else o for rid, o in outbox.items()
             }
-            self.frames.send(Batch(outcomes, running))
+            self.frames.send(Batch(outcomes, running, self.engine.counts))
             self.reported_running = running
             self.last_report = now
