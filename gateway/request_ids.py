@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 import uuid
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+if TYPE_CHECKING:  # types only: the engine processes import this module (via logs) without Litestar
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "x-request-id"
 MAX_LENGTH = 128
