@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         enable_prefix_caching=not args.no_prefix_caching,
     )
     spec = ModelSpec(id=MODEL_ID, source=str(path), device=args.device, scheduler=scheduler)
-    properties = {"CACHE_DIR": str(cache_dir / "compiled"), **default_properties(args.device, {})}
+    properties = default_properties(args.device, {}, cache_dir / "compiled")  # as the server loads it
     scheduler_dict = msgspec.structs.asdict(scheduler)
 
     http_levels, pings, turns, repeated, idle, cpu, memory = _run_http(args, spec, levels)

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from bench.e2e import headless_chromium, say
+from bench.prometheus import parse, total
 from bench.server import free_port, running_server
 
 CONFIG = (
@@ -162,11 +163,7 @@ def stop_check(client: httpx.Client, auth: dict[str, str], openarc: str) -> None
 
 def running_requests(openarc: str) -> float:
     metrics = httpx.get(f"{openarc}/metrics", timeout=10).raise_for_status().text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("openarc_requests_running{")
-    )
+    return total(parse(metrics), "openarc_requests_running")
 
 
 def title_check(client: httpx.Client, auth: dict[str, str]) -> None:

@@ -21,6 +21,7 @@ import httpx
 from gateway.config import ModelSpec, SpeculativeSettings
 
 from .http_load import stream_chat
+from .prometheus import parse, value
 from .server import serving
 
 PARAGRAPH = (
@@ -96,13 +97,9 @@ async def _measure(url: str, max_tokens: int, repeats: int) -> list[tuple[str, d
 
 async def _speculation(client: httpx.AsyncClient, model: str) -> tuple[float, float]:
     """The server's speculative-decoding counters for ``model``: steps, and guessed tokens accepted."""
-    text = (await client.get("/metrics")).text
-    figures = []
-    for name in ("openarc_speculative_steps_total", "openarc_speculative_accepted_tokens_total"):
-        prefix = f'{name}{{model="{model}"}} '
-        lines = text.splitlines()
-        figures.append(next(float(line[len(prefix) :]) for line in lines if line.startswith(prefix)))
-    return figures[0], figures[1]
+    samples = parse((await client.get("/metrics")).text)
+    steps = value(samples, "openarc_speculative_steps_total", model=model)
+    return steps, value(samples, "openarc_speculative_accepted_tokens_total", model=model)
 
 
 def _table(rows: list[tuple[str, dict, dict, bool]], args: argparse.Namespace) -> str:

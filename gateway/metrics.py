@@ -183,17 +183,15 @@ class ModelCollector:
         )
         for entry in self._models.entries():
             model = entry.spec.id
-            ready = entry.adapter is not None and entry.state == "ready"
-            activity = entry.adapter.activity() if ready else None
-            running.add_metric([model], activity.running if activity else 0)
-            waiting.add_metric([model], max(activity.in_flight - activity.running, 0) if activity else 0)
+            activity = entry.adapter.activity() if entry.adapter is not None else None
+            counts = entry.retired_counts + activity.counts if activity else entry.retired_counts
+            load = activity if entry.state == "ready" else None  # requests count only on a serving model
+            running.add_metric([model], load.running if load else 0)
+            waiting.add_metric([model], max(load.in_flight - load.running, 0) if load else 0)
             # ModelEntry.restarts arrives with engine supervision; until then no restart ever happened.
             restarts.add_metric([model], getattr(entry, "restarts", 0))
             for name in MODEL_STATES:
                 state.add_metric([model, name], 1.0 if entry.state == name else 0.0)
-            counts = entry.retired_counts
-            if entry.adapter is not None:
-                counts += entry.adapter.activity().counts
             generated.add_metric([model], counts.generated_tokens)
             speculative_steps.add_metric([model], counts.speculative_steps)
             accepted.add_metric([model], counts.accepted_tokens)

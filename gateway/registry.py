@@ -71,12 +71,11 @@ def load_openvino_genai(spec: ModelSpec, path: Path, config: ServerConfig) -> Ad
                 f"model {spec.id}: speculative.method draft_model needs speculative.draft_model"
             )
         draft = resolve_source(speculative.draft_model, config.cache_path)
-    spec_properties = default_properties(spec.device, spec.properties)
     pipeline = PipelineSpec(
         model_id=spec.id,
         path=path,
         device=spec.device,
-        properties={"CACHE_DIR": str(config.cache_path / "compiled"), **spec_properties},
+        properties=default_properties(spec.device, spec.properties, config.cache_path / "compiled"),
         converted_dir=config.cache_path / "converted",
         scheduler=msgspec.structs.asdict(spec.scheduler),
         engine=spec.engine,

@@ -7,25 +7,18 @@ import asyncio
 import openai
 import pytest
 from conftest import DEMO, SMALL_QUEUE
-from prometheus_client.parser import text_string_to_metric_families
+
+from bench.prometheus import Samples, parse, value
 
 CHAT = [{"role": "user", "content": "Name three colours."}]
 
 
-def scrape(http) -> dict[tuple[str, frozenset], float]:
+def scrape(http) -> Samples:
     """Every sample of /metrics, keyed by (sample name, labels)."""
     response = http.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return parse(response.text)
 
 
 def test_a_chat_request_moves_the_counters(http, client):

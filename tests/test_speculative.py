@@ -10,6 +10,8 @@ import openai
 import pytest
 from conftest import ADMIN_KEY, DEMO
 
+from bench.prometheus import Samples, parse, value
+
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 PROMPT_LOOKUP = "smollm2-prompt-lookup"
 DRAFTED = "smollm2-drafted"
@@ -105,9 +107,9 @@ def test_accepted_guesses_are_counted_in_metrics(http, client, speculative_model
     its own greedy tokens, so both accept guesses here."""
 
     def counts() -> tuple[float, float, float]:
-        text = http.get("/metrics").text
+        samples = parse(http.get("/metrics").text)
         names = ("generation_tokens", "speculative_steps", "speculative_accepted_tokens")
-        return tuple(_sample(text, f"openarc_{name}_total", model) for name in names)
+        return tuple(_present(samples, f"openarc_{name}_total", model) for name in names)
 
     before = counts()
     answer = client.chat.completions.create(model=model, messages=QUOTING, max_tokens=40, temperature=0)
@@ -119,11 +121,12 @@ def test_accepted_guesses_are_counted_in_metrics(http, client, speculative_model
 
 def test_a_model_without_speculation_counts_no_guesses(http, client):
     client.chat.completions.create(model=DEMO, messages=QUOTING, max_tokens=8, temperature=0)
-    text = http.get("/metrics").text
-    assert _sample(text, "openarc_generation_tokens_total", DEMO) >= 8
-    assert _sample(text, "openarc_speculative_steps_total", DEMO) == 0
+    samples = parse(http.get("/metrics").text)
+    assert _present(samples, "openarc_generation_tokens_total", DEMO) >= 8
+    assert _present(samples, "openarc_speculative_steps_total", DEMO) == 0
 
 
-def _sample(text: str, name: str, model: str) -> float:
-    prefix = f'{name}{{model="{model}"}} '
-    return float(next(line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)))
+def _present(samples: Samples, name: str, model: str) -> float:
+    """The model's sample of ``name``, which must be there (a missing counter is not a zero)."""
+    assert (name, frozenset({("model", model)})) in samples, f"no {name} for {model}"
+    return value(samples, name, model=model)

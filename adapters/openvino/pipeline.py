@@ -156,8 +156,9 @@ def warm_up(pipeline: Any, sequential: bool = False, speculative: bool = False, 
     one_token = tokenizer.encode("Hello", add_special_tokens=False).input_ids
     prompts = [tokenizer.encode(text, add_special_tokens=False).input_ids for text in WARM_UP_PROMPTS]
     if sequential:
-        for ids in (one_token, *prompts) if full else ():
-            pipeline.generate(ids, config)
+        if full:
+            for ids in (one_token, *prompts):
+                pipeline.generate(ids, config)
         return 0.0
     _run(pipeline, [one_token], config)
     one_block_percent = pipeline.get_metrics().max_cache_usage

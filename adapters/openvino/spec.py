@@ -20,10 +20,20 @@ It holds half as many tokens in the same ``cache_size``; set ``KV_CACHE_PRECISIO
 memory matters more than speed."""
 
 
-def default_properties(device: str, configured: dict[str, Any]) -> dict[str, Any]:
-    """The model's configured OpenVINO properties over the defaults of its device family."""
-    family = device.split(":")[0].split(".")[0].upper()
-    return {**DEVICE_DEFAULT_PROPERTIES.get(family, {}), **configured}
+def device_family(device: str) -> str:
+    """The device without index or targets: ``GPU.1`` -> ``GPU``, ``AUTO:GPU,CPU`` -> ``AUTO``."""
+    return device.split(":")[0].split(".")[0].upper()
+
+
+def default_properties(
+    device: str, configured: dict[str, Any], compiled_cache: Path | None = None
+) -> dict[str, Any]:
+    """The OpenVINO properties a model is loaded with: its configured ones over the defaults of its
+    device family and, given ``compiled_cache``, OpenVINO's compiled-model cache there (``CACHE_DIR``)."""
+    defaults = dict(DEVICE_DEFAULT_PROPERTIES.get(device_family(device), {}))
+    if compiled_cache is not None:
+        defaults["CACHE_DIR"] = str(compiled_cache)
+    return {**defaults, **configured}
 
 
 # Devices whose LLM pipelines cannot batch requests: they get the sequential engine under "auto".
@@ -63,8 +73,7 @@ class PipelineSpec:
 
     @property
     def device_family(self) -> str:
-        """The device without index or targets: ``GPU.1`` -> ``GPU``, ``AUTO:GPU,CPU`` -> ``AUTO``."""
-        return self.device.split(":")[0].split(".")[0].upper()
+        return device_family(self.device)
 
     @property
     def speculative(self) -> bool:
