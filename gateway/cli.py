@@ -295,10 +295,14 @@ def _export_one(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_path(args: argparse.Namespace) -> Path:
+    """``--cache-dir``, else the server's default cache folder."""
+    return Path(args.cache_dir).expanduser() if args.cache_dir else ServerConfig().cache_path
+
+
 def _default_output(args: argparse.Namespace, suffix: str) -> Path:
-    cache = Path(args.cache_dir).expanduser() if args.cache_dir else ServerConfig().cache_path
     name = Path(args.source).stem if args.source.endswith(".gguf") else Path(args.source).name
-    return cache / "exports" / f"{name}-{suffix}"
+    return _cache_path(args) / "exports" / f"{name}-{suffix}"
 
 
 def _quality_against_source(args: argparse.Namespace, output: Path, trust_remote_code: bool) -> str:
@@ -314,7 +318,7 @@ def _quality_against_source(args: argparse.Namespace, output: Path, trust_remote
     from adapters.export.quality import compare_quality
 
     text = args.text.read_text(encoding="utf-8") if args.text else None
-    cache = Path(args.cache_dir).expanduser() if args.cache_dir else ServerConfig().cache_path
+    cache = _cache_path(args)
     source = Path(args.source).expanduser()
     with tempfile.TemporaryDirectory(prefix="openarc-reference-") as scratch:
         if source.suffix == ".gguf":

@@ -188,8 +188,7 @@ class ModelCollector:
             load = activity if entry.state == "ready" else None  # requests count only on a serving model
             running.add_metric([model], load.running if load else 0)
             waiting.add_metric([model], max(load.in_flight - load.running, 0) if load else 0)
-            # ModelEntry.restarts arrives with engine supervision; until then no restart ever happened.
-            restarts.add_metric([model], getattr(entry, "restarts", 0))
+            restarts.add_metric([model], entry.restarts)
             for name in MODEL_STATES:
                 state.add_metric([model, name], 1.0 if entry.state == name else 0.0)
             generated.add_metric([model], counts.generated_tokens)
