@@ -152,6 +152,9 @@ class ModelInfo:
     kind: ModelKind = "chat"
     dimensions: int | None = None
     """An embedding model's vector size."""
+    inference_precision: str | None = None
+    """The precision the device computes activations in (``f32``, ``bf16``, ``f16``), as OpenVINO reports
+    it; ``None`` where the device decides per model (AUTO)."""
 
 
 # Events cross the engine channel as MessagePack: tagged msgspec Structs, so a list of them decodes

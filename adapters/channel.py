@@ -69,6 +69,9 @@ class Ready(msgspec.Struct, tag=True, array_like=True):
     preparer, which has the chat template)."""
 
     output_format: base.OutputFormat = base.OutputFormat()
+    inference_precision: str | None = None
+    """The precision the engine's device computes in (``f32``, ``bf16``, ``f16``; ``None``: unknown, as on
+    AUTO); the engine fills it in when it passes the preparer's ``Ready`` on."""
 
 
 class LoadFailed(msgspec.Struct, tag=True, array_like=True):

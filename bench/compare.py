@@ -1,16 +1,24 @@
 """``openarc compare``: several exports of one model side by side, in one table, to pick one.
 
-Speed and memory: each model is measured in a fresh process (so its peak memory is its own) on
+Each model can be measured at several inference precisions (``--precision f32,bf16``): a row is a model
+at one precision, as the server would load it with that ``inference_precision``, because the same
+weights in bf16 and in f32 are two different things to choose between. The precision column is what
+the device really computed in (a CPU without bf16 runs a bf16 request in f32), and the notes name the
+CPU and its flags: figures from different machines are different facts.
+
+Speed and memory: each row is measured in a fresh process (so its peak memory is its own) on
 openvino-genai's ``ContinuousBatchingPipeline``, the engine the server runs, with the server's scheduler
 defaults and prefix caching off (a repeated prompt must not hide the prefill): load time (first load,
 no compiled-model cache, warm-up included), time to first token and decode tok/s of one stream (medians
 of ``--repeats`` runs), aggregate tok/s of 8 requests started together (the median of ``--repeats``
-runs), and peak resident memory.
+runs), prefill tok/s of a 2,000-token prompt (the median of ``--repeats`` runs; where bf16 and AMX
+pay off), and peak resident memory.
 
 Quality: teacher-forced figures against the reference on a fixed text (``adapters.export.quality``):
 perplexity, mean and 99th-percentile KL divergence from the reference's next-token distribution, top-1
-agreement. The reference is the most precise model by its weights (fp32, then fp16, int8, int4), or
-``--reference``. A ``.gguf`` is measured through the IR openvino-genai converts it to (cached under the
+agreement. The reference is the most precise model by its weights (fp32, then fp16, int8, int4), at
+the most precise inference precision measured (f32 before bf16 and f16), or ``--reference`` (at that
+precision). A ``.gguf`` is measured through the IR openvino-genai converts it to (cached under the
 OpenArc cache's ``converted`` folder, shared with the server), since that is what serving it runs.
 
 The weights column is read from the IR (``adapters.export.precision``): the share of weight parameters
@@ -31,7 +39,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from adapters.export.precision import PrecisionCensus, precision_census
-from adapters.export.quality import QualityError, QualityFigures, compare_quality, readable_ir
+from adapters.export.quality import (
+    QualityError,
+    QualityFigures,
+    Variant,
+    compare_quality,
+    default_text,
+    readable_ir,
+)
+from adapters.openvino.spec import InferencePrecision, parse_precisions
 from gateway.catalog import disk_size, read_manifest
 from gateway.config import ServerConfig
 
@@ -48,8 +64,12 @@ PROMPTS = [
     "Why do leaves change colour in the autumn?",
 ]
 CONCURRENCY = 8
+PREFILL_TOKENS = 2000
+"""The prompt whose prefill is timed: long enough that the matrix products, where bf16 and AMX help,
+outweigh the per-step costs."""
 # Higher is more precise: the reference is the most precise model, by what its weights hold.
 _PRECISION_RANK = {"fp32": 5, "bf16": 4, "fp16": 4, "int8": 3, "fp8": 3, "int4": 2, "nf4": 2}
+_INFERENCE_RANK = {"f32": 2, "bf16": 1, "f16": 1}
 
 
 @dataclass
@@ -60,6 +80,7 @@ class Speed:
     ttft_ms: float
     decode_tok_s: float
     concurrent_tok_s: float
+    prefill_tok_s: float
     peak_rss_mb: float
 
 
@@ -71,6 +92,10 @@ class Row:
     path: str
     made: str
     weights: str
+    inference_precision: str
+    """What the device computed in (``f32``, ``bf16``, ``f16``; ``default`` where it decides itself)."""
+    precision_asked: str
+    """The ``inference_precision`` setting the row was loaded with (``auto``, ``f32``, ...)."""
     size_mb: float
     speed: Speed
     quality: QualityFigures | None
@@ -78,8 +103,10 @@ class Row:
     reference: bool = False
 
 
-def measure_speed(path: Path, device: str, max_tokens: int, repeats: int) -> Speed:
-    """Load ``path`` on ``device`` and measure it (runs inside the child process)."""
+def measure_speed(
+    path: Path, device: str, max_tokens: int, repeats: int, precision: InferencePrecision = "auto"
+) -> Speed:
+    """Load ``path`` on ``device`` at ``precision`` and measure it (runs inside the child process)."""
     import msgspec
 
     from adapters.openvino.spec import default_properties
@@ -92,16 +119,19 @@ def measure_speed(path: Path, device: str, max_tokens: int, repeats: int) -> Spe
         SchedulerSettings(max_num_seqs=max(CONCURRENCY, 16), enable_prefix_caching=False)
     )
     started = time.perf_counter()
-    properties = default_properties(device, {})  # as the server would load it
+    properties = default_properties(device, {}, inference_precision=precision)  # as the server would
     pipeline = RawPipeline(path, device, properties, scheduler)  # includes openvino-genai's warm-up request
     load_s = time.perf_counter() - started
     single = [pipeline.level([PROMPTS[i % len(PROMPTS)]], max_tokens) for i in range(repeats)]
     concurrent = median_run([pipeline.level(PROMPTS[:CONCURRENCY], max_tokens) for _ in range(repeats)])
+    long_prompt = pipeline.tokenizer.encode(default_text(), add_special_tokens=False).input_ids.data[0]
+    prefill = [pipeline.prefill_seconds(long_prompt[:PREFILL_TOKENS]) for _ in range(repeats)]
     return Speed(
         load_s=load_s,
         ttft_ms=_median([run.requests[0].ttft for run in single]) * 1000,
         decode_tok_s=_median([run.requests[0].decode_rate for run in single]),
         concurrent_tok_s=concurrent.tokens_per_second,
+        prefill_tok_s=min(PREFILL_TOKENS, len(long_prompt)) / _median(prefill),
         peak_rss_mb=_peak_rss_mb(),
     )
 
@@ -124,37 +154,48 @@ def compare_models(
     max_tokens: int = 64,
     repeats: int = 3,
     quality: bool = True,
+    precisions: tuple[InferencePrecision, ...] = ("auto",),
 ) -> list[Row]:
-    """Measure every model (speed in child processes, then quality here) and return the table's rows."""
+    """Measure every model at every precision (speed in child processes, then quality here) and return
+    the table's rows, model by model."""
+    from adapters.openvino.devices import effective_precision
+    from adapters.openvino.spec import precision_hint
+
     gguf_cache = ServerConfig().cache_path / "converted"  # where the server keeps its GGUF conversions
+    computed = {p: effective_precision(device, precision_hint(device, p)) or "default" for p in precisions}
+    variants = [Variant(path, precision) for path in models for precision in precisions]
     speeds = {}
-    for path in models:
-        logger.info("speed and memory: %s", path.name)
-        speeds[path] = _speed_in_child(path, device, max_tokens, repeats)
+    for variant in variants:
+        logger.info("speed and memory: %s at %s", variant.path.name, computed[variant.precision])
+        speeds[variant] = _speed_in_child(variant, device, max_tokens, repeats)
     censuses = {path: _census(path, gguf_cache if quality else None) for path in models}
-    reference = reference or max(models, key=lambda path: _precision_rank(path, censuses[path]))
-    figures: dict[Path, QualityFigures] = {}
+    reference_path = reference or max(models, key=lambda path: _precision_rank(path, censuses[path]))
+    most_precise = max(precisions, key=lambda p: _INFERENCE_RANK.get(computed[p], 0))
+    reference_variant = Variant(reference_path, most_precise)
+    figures: dict[Variant, QualityFigures] = {}
     note = ""
     if quality:
         try:
-            figures = compare_quality(reference, models, text, device, gguf_cache=gguf_cache)
+            figures = compare_quality(reference_variant, variants, text, device, gguf_cache=gguf_cache)
         except QualityError as exc:
             note = str(exc)
             logger.warning("no quality figures: %s", note)
         censuses = {path: censuses[path] or _census(path, gguf_cache) for path in models}
     return [
         Row(
-            model=path.name,
-            path=str(path),
-            made=_made(path),
-            weights=_weights(censuses[path]),
-            size_mb=(disk_size(path) or 0) / 1e6,
-            speed=speeds[path],
-            quality=figures.get(path),
+            model=variant.path.name,
+            path=str(variant.path),
+            made=_made(variant.path),
+            weights=_weights(censuses[variant.path]),
+            inference_precision=computed[variant.precision],
+            precision_asked=variant.precision,
+            size_mb=(disk_size(variant.path) or 0) / 1e6,
+            speed=speeds[variant],
+            quality=figures.get(variant),
             quality_note=note if quality else "not measured (--no-quality)",
-            reference=path == reference,
+            reference=variant == reference_variant,
         )
-        for path in models
+        for variant in variants
     ]
 
 
@@ -175,11 +216,13 @@ COLUMNS = [
     "model",
     "made",
     "weights",
+    "precision",
     "size MB",
     "load s",
     "TTFT ms",
     "tok/s C=1",
     f"tok/s C={CONCURRENCY}",
+    "prefill tok/s",
     "peak RSS MB",
     "PPL",
     "KL mean",
@@ -195,11 +238,13 @@ def table_cells(row: Row) -> list[str]:
         row.model,
         row.made,
         row.weights,
+        row.inference_precision,
         f"{row.size_mb:.0f}",
         f"{s.load_s:.1f}",
         f"{s.ttft_ms:.0f}",
         f"{s.decode_tok_s:.1f}",
         f"{s.concurrent_tok_s:.1f}",
+        f"{s.prefill_tok_s:.0f}",
         f"{s.peak_rss_mb:.0f}",
     ]
     if q is None:
@@ -213,7 +258,10 @@ def render(rows: list[Row], form: str, kl_threshold: float | None = None) -> str
     """The table as aligned text, Markdown or JSON, with notes (and a recommendation when asked)."""
     chosen = recommend(rows, kl_threshold) if kl_threshold is not None else None
     if form == "json":
+        from adapters.openvino.devices import cpu_summary
+
         document = {
+            "cpu": cpu_summary(),
             "rows": [_json_row(row) for row in rows],
             "kl_threshold": kl_threshold,
             "recommended": chosen.path if chosen else None,
@@ -235,6 +283,25 @@ def render(rows: list[Row], form: str, kl_threshold: float | None = None) -> str
     return "\n".join(lines).rstrip() + "\n"
 
 
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--precision f32,bf16``: the inference precisions every model is measured at."""
+
+    def precisions(value: str) -> tuple[InferencePrecision, ...]:
+        try:
+            return parse_precisions(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parser.add_argument(
+        "--precision",
+        dest="precisions",
+        type=precisions,
+        default=("auto",),
+        help="inference precisions to measure each model at, comma-separated (auto, f32, bf16, f16; "
+        "default auto: what the server would use)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="openarc compare", description="Compare exports of one model.")
     parser.add_argument("models", nargs="+", type=Path, help="exports (or .gguf files) of the same model")
@@ -246,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs per speed measurement (median)")
     parser.add_argument("--no-quality", dest="quality", action="store_false", help="speed and memory only")
     parser.add_argument("--kl-threshold", type=float, help="also recommend the fastest model under this KL")
+    add_precision_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rows = compare_models(
@@ -256,24 +324,25 @@ def main(argv: list[str] | None = None) -> int:
         args.max_tokens,
         args.repeats,
         args.quality,
+        args.precisions,
     )
     sys.stdout.write(render(rows, args.form, args.kl_threshold))
     return 0
 
 
-def _speed_in_child(path: Path, device: str, max_tokens: int, repeats: int) -> Speed:
-    command = [sys.executable, "-c", _CHILD, str(path), device, str(max_tokens), str(repeats)]
-    done = subprocess.run(command, capture_output=True, text=True)
+def _speed_in_child(variant: Variant, device: str, max_tokens: int, repeats: int) -> Speed:
+    arguments = [str(variant.path), device, str(max_tokens), str(repeats), variant.precision]
+    done = subprocess.run([sys.executable, "-c", _CHILD, *arguments], capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"measuring {path} failed:\n{done.stderr[-2000:]}")
+        raise SystemExit(f"measuring {variant.label} failed:\n{done.stderr[-2000:]}")
     return Speed(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-# The child process: measure one model and print the result as one JSON line.
+# The child process: measure one model at one precision and print the result as one JSON line.
 _CHILD = (
     "import json, sys, dataclasses, pathlib; from bench.compare import measure_speed; "
     "print(json.dumps(dataclasses.asdict(measure_speed(pathlib.Path(sys.argv[1]), sys.argv[2], "
-    "int(sys.argv[3]), int(sys.argv[4])))))"
+    "int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]))))"
 )
 
 
@@ -325,12 +394,15 @@ def _weights(census: PrecisionCensus | None) -> str:
 def _notes(rows: list[Row]) -> list[str]:
     reference = next((row for row in rows if row.reference), None)
     first = next((row.quality for row in rows if row.quality), None)
-    notes = []
+    from adapters.openvino.devices import cpu_summary
+
+    notes = [f"Machine: {cpu_summary()}."]
     if reference and first:
         notes.append(
-            f"Quality: teacher-forced on {first.positions} token positions against {reference.model}; "
-            "KL in nats. Speed: ContinuousBatchingPipeline, greedy, prefix caching off; "
-            f"C={CONCURRENCY} is the aggregate of {CONCURRENCY} requests started together."
+            f"Quality: teacher-forced on {first.positions} token positions against {reference.model} at "
+            f"{reference.inference_precision}; KL in nats. Speed: ContinuousBatchingPipeline, greedy, "
+            f"prefix caching off; C={CONCURRENCY} is the aggregate of {CONCURRENCY} requests started "
+            f"together; prefill is the first token of a {PREFILL_TOKENS}-token prompt."
         )
     for row in rows:
         if row.quality is None and row.quality_note:
@@ -347,7 +419,8 @@ def _recommendation(chosen: Row | None, kl_threshold: float) -> str:
     if chosen is None:
         return f"Recommended: none: no model stays under a mean KL of {kl_threshold}."
     return (
-        f"Recommended: {chosen.model} ({chosen.path}): the fastest at C={CONCURRENCY} "
+        f"Recommended: {chosen.model} ({chosen.path}) with inference_precision {chosen.precision_asked!r} "
+        f"({chosen.inference_precision}): the fastest at C={CONCURRENCY} "
         f"({chosen.speed.concurrent_tok_s:.1f} tok/s) whose mean KL from the reference stays under "
         f"{kl_threshold}."
     )

@@ -14,7 +14,7 @@ import openvino_genai as ov_genai
 
 from adapters.base import ChatMessage
 from adapters.openvino.pipeline import scheduler_config, warm_up
-from adapters.openvino.prompt import encode_chat
+from adapters.openvino.prompt import encode_chat, ids_tensor
 
 from .stats import LevelResult, RequestTiming
 
@@ -41,6 +41,18 @@ class RawPipeline:
         self.tokenizer = self.pipeline.get_tokenizer()
         warm_up(self.pipeline)
         self._next_id = 1
+
+    def prefill_seconds(self, ids: list[int]) -> float:
+        """Seconds from adding ``ids`` (as they are, no template) to reading their first token."""
+        config = ov_genai.GenerationConfig()
+        config.max_new_tokens = 1
+        start = time.perf_counter()
+        handle = self.pipeline.add_request(self._next_id, ids_tensor(list(ids)), config)
+        self._next_id += 1
+        while handle.get_status() == ov_genai.GenerationStatus.RUNNING:
+            self.pipeline.step()
+        handle.read_all()
+        return time.perf_counter() - start
 
     def level(self, prompts: list[str], max_tokens: int) -> LevelResult:
         """Add every prompt at once and step until all are done, timing each token as it is read."""

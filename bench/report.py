@@ -8,6 +8,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adapters.openvino.devices import cpu_summary, effective_precision
+from adapters.openvino.spec import precision_hint
+
 from .http_load import summarize_pings
 from .stats import LevelResult, RequestTiming, percentile
 
@@ -65,11 +68,18 @@ def _header(run: BenchRun) -> list[str]:
         f"- command: `{' '.join(['python -m bench', *sys.argv[1:]])}`",
         f"- model: `{run.model.name}` on {run.device}; {run.max_tokens} tokens a request, greedy, ignore_eos;"
         " each level is run several times and the run with the median throughput is shown",
-        f"- machine: {platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} logical CPUs, "
+        f"Python {platform.python_version()}; CPU {cpu_summary()}",
+        f"- inference precision: {_precision(run.device)} (OpenArc's auto, as the server and the raw "
+        "pipeline load the model)",
         "- HTTP: a real `openarc serve` on 127.0.0.1, streaming API, client in another process;"
         " raw: ContinuousBatchingPipeline in-process, same file, device and scheduler settings",
         "",
     ]
+
+
+def _precision(device: str) -> str:
+    return effective_precision(device, precision_hint(device)) or "chosen by the device"
 
 
 def _sweep(run: BenchRun) -> list[str]:

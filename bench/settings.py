@@ -34,9 +34,17 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "PERFORMANCE_HINT=THROUGHPUT": ({"PERFORMANCE_HINT": "THROUGHPUT"}, {}),
     "KV_CACHE_PRECISION=u8": ({"KV_CACHE_PRECISION": "u8"}, {}),
     "max_num_batched_tokens=512": ({}, {"max_num_batched_tokens": 512}),
+    # What activations are computed in (issue 18): the default is OpenArc's auto (f32 on CPU).
+    "INFERENCE_PRECISION_HINT=bf16": ({"INFERENCE_PRECISION_HINT": "bf16"}, {}),
+    "INFERENCE_PRECISION_HINT=f16": ({"INFERENCE_PRECISION_HINT": "f16"}, {}),
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE=0": ({"DYNAMIC_QUANTIZATION_GROUP_SIZE": 0}, {}),
+    "INFERENCE_PRECISION_HINT=bf16+DYNAMIC_QUANTIZATION_GROUP_SIZE=0": (
+        {"INFERENCE_PRECISION_HINT": "bf16", "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0},
+        {},
+    ),
 }
-Figures = dict[str, dict[int, float]]
-"""Variant name -> concurrency -> aggregate tok/s."""
+Figures = dict[str, dict[int | str, float]]
+"""Variant name -> concurrency -> aggregate tok/s (and ``"prefill"`` -> prefill tok/s, when measured)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2, help="runs per level (median)")
     parser.add_argument("--only", help="comma-separated variant names (default: all)")
+    parser.add_argument(
+        "--prefill",
+        type=int,
+        default=0,
+        help="--interleaved: also time the prefill of a prompt of this many tokens (OpenArc's quality text)",
+    )
     parser.add_argument(
         "--interleaved",
         action="store_true",
@@ -93,11 +107,23 @@ def _interleaved(names: list[str], levels: list[int], args: argparse.Namespace) 
             default_properties(args.device, properties),
             msgspec.structs.asdict(settings),
         )
-    runs: dict[str, dict[int, list[float]]] = {name: {c: [] for c in levels} for name in names}
-    for _ in range(args.repeats):
+    columns: list[int | str] = [*levels, *(["prefill"] if args.prefill else [])]
+    runs: dict[str, dict[int | str, list[float]]] = {name: {c: [] for c in columns} for name in names}
+    long_prompt: list[int] = []
+    if args.prefill:
+        from adapters.export.quality import default_text
+
+        tokenizer = next(iter(pipelines.values())).tokenizer
+        long_prompt = list(tokenizer.encode(default_text(), add_special_tokens=False).input_ids.data[0])
+        long_prompt = long_prompt[: args.prefill]
+    for round_number in range(args.repeats):
         for c in levels:
             for name, pipeline in pipelines.items():
                 runs[name][c].append(pipeline.level(story_prompts(c), args.max_tokens).tokens_per_second)
+        for name, pipeline in pipelines.items():
+            if long_prompt:  # prefix caching is on, as the server has it: another first token each round
+                ids = [1000 + round_number, *long_prompt[1:]]
+                runs[name]["prefill"].append(len(ids) / pipeline.prefill_seconds(ids))
     return {name: {c: statistics.median(r) for c, r in by_level.items()} for name, by_level in runs.items()}
 
 
@@ -116,16 +142,21 @@ async def _levels(url: str, levels: list[int], max_tokens: int, repeats: int) ->
 
 
 def _table(results: Figures, levels: list[int], args: argparse.Namespace, how: str) -> str:
+    from adapters.openvino.devices import cpu_summary
+
     default = results["default"]
+    columns = [c for c in default if c in levels or c == "prefill"]
+    names = [f"C={c} tok/s" if c != "prefill" else f"prefill of {args.prefill} tok/s" for c in columns]
     lines = [
         f"Settings of {args.model} on {args.device}, aggregate tok/s {how}, {args.max_tokens} tokens a "
-        f"request, median of {args.repeats}; ratios against the default of this run.",
+        f"request, median of {args.repeats}; ratios against the default of this run. "
+        f"CPU: {cpu_summary()}.",
         "",
-        "| variant | " + " | ".join(f"C={c} tok/s | vs default" for c in levels) + " |",
-        "|---|" + "---|---|" * len(levels),
+        "| variant | " + " | ".join(f"{name} | vs default" for name in names) + " |",
+        "|---|" + "---|---|" * len(columns),
     ]
     for name, measured in results.items():
-        cells = " | ".join(f"{measured[c]:.1f} | {measured[c] / default[c]:.2f}x" for c in levels)
+        cells = " | ".join(f"{measured[c]:.1f} | {measured[c] / default[c]:.2f}x" for c in columns)
         lines.append(f"| {name} | {cells} |")
     return "\n".join(lines) + "\n"
 

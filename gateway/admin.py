@@ -29,6 +29,7 @@ def _admin_model(entry: ModelEntry) -> AdminModel:
         running=activity.running if activity else 0,
         restarts=entry.restarts,
         engine_pid=entry.adapter.info.pid if entry.adapter is not None else None,
+        inference_precision=entry.adapter.info.inference_precision if entry.adapter is not None else None,
     )
 
 
@@ -41,10 +42,8 @@ async def list_all_models(registry: ModelRegistry) -> AdminModelList:
 @post("/models")
 async def load_model(request: Request, registry: ModelRegistry, wait: bool = True) -> Response[AdminModel]:
     """Load a model described like a ``[[models]]`` entry of the config file."""
-    try:
-        spec = msgspec.json.decode(await request.body(), type=ModelSpec)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequestError(str(exc)) from exc
+    # A bad spec is a msgspec error: the app's handler maps it to a 400 naming the field (``param``).
+    spec = msgspec.json.decode(await request.body(), type=ModelSpec)
     entry = await registry.add(spec, wait=wait)
     if entry.state == "failed":
         await registry.remove(spec.id)  # a refused load leaves nothing behind: the id can be reused

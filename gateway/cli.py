@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from adapters.export.tasks import TASKS
+from adapters.openvino.spec import INFERENCE_PRECISIONS
 
 from . import __version__
 from .config import ConfigError, ModelSpec, ServerConfig, load_config, with_defaults
@@ -32,6 +33,7 @@ logger = logging.getLogger("openarc")
 _DELEGATED = {
     "bench": ("bench.__main__", "benchmark a server against the raw pipeline (see README)"),
     "compare": ("bench.compare", "compare exports of one model: size, speed, memory, quality (KL, PPL)"),
+    "devices": ("adapters.openvino.devices", "the CPU's flags and the precision each device computes in"),
 }
 
 
@@ -70,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
         help="an OpenVINO IR folder, a .gguf file or a hub id; repeatable (default: the demo model)",
     )
     serve.add_argument("--device", help="device for --model models (CPU, GPU, NPU, AUTO, ...; default CPU)")
+    serve.add_argument(
+        "--inference-precision",
+        choices=INFERENCE_PRECISIONS,
+        help="precision --model models compute in (default auto: f32 on CPU, the device's own elsewhere)",
+    )
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serve.add_argument("--cache-dir", help="model and compiled-blob cache (default ~/.cache/openarc)")
@@ -167,6 +174,12 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--text", type=Path, help="text for the quality figures (default: OpenArc's own)")
     export.add_argument("--format", choices=["text", "markdown", "json"], default="text", dest="form")
     export.add_argument("--repeats", type=int, default=3, help="--sweep: runs per speed measurement")
+    export.add_argument(
+        "--precision",
+        default="auto",
+        help="--sweep: inference precisions to measure each export at, comma-separated (auto, f32, bf16, "
+        "f16; default auto: what the server would use)",
+    )
     export.set_defaults(run=_export, sym=None)
     for name, (_, summary) in _DELEGATED.items():
         commands.add_parser(name, help=summary, add_help=False)
@@ -193,9 +206,19 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     if getattr(args, "shutdown_grace", None) is not None:
         overrides["shutdown_grace"] = args.shutdown_grace
     overrides["api_keys"] = _api_keys(config, args)
-    models = list(config.models) + [_model_spec(entry, args.device or "CPU") for entry in args.model]
-    if args.device and not args.model:
-        models = [msgspec.structs.replace(m, device=args.device) for m in with_defaults(config).models]
+    # --device and --inference-precision apply to the --model models, or to every model when none is given.
+    per_model = {
+        name: getattr(args, name)
+        for name in ("device", "inference_precision")
+        if getattr(args, name, None) is not None
+    }
+    try:
+        if args.model:
+            models = list(config.models) + [_model_spec(entry, **per_model) for entry in args.model]
+        else:
+            models = [msgspec.structs.replace(m, **per_model) for m in with_defaults(config).models]
+    except ValueError as exc:  # a model's own check (ModelSpec.__post_init__), such as two precisions
+        raise ConfigError(str(exc)) from None
     return with_defaults(msgspec.structs.replace(config, models=models, **overrides))
 
 
@@ -214,14 +237,14 @@ def _api_keys(config: ServerConfig, args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(keys))  # unique, in order
 
 
-def _model_spec(entry: str, device: str) -> ModelSpec:
+def _model_spec(entry: str, **settings: str) -> ModelSpec:
     model_id, sep, source = entry.partition("=")
     if not sep:
         source = entry
         model_id = Path(source).stem if Path(source).suffix == ".gguf" else Path(source.rstrip("/")).name
     if not model_id or not source:
         raise ConfigError(f"--model {entry!r}: expected ID=SOURCE or SOURCE")
-    return ModelSpec(id=model_id, source=source, device=device)
+    return ModelSpec(id=model_id, source=source, **settings)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -315,7 +338,9 @@ def _quality_against_source(args: argparse.Namespace, output: Path, trust_remote
     import tempfile
 
     from adapters.export.optimum_intel import MANIFEST, PRESETS, export_model
-    from adapters.export.quality import compare_quality
+    from adapters.export.quality import Variant, compare_quality
+    from adapters.openvino.devices import cpu_summary, effective_precision
+    from adapters.openvino.spec import precision_hint
 
     text = args.text.read_text(encoding="utf-8") if args.text else None
     cache = _cache_path(args)
@@ -327,18 +352,22 @@ def _quality_against_source(args: argparse.Namespace, output: Path, trust_remote
             reference, described = Path(scratch) / "fp16", "an fp16 export of the source"
             options = dataclasses.replace(PRESETS["fp16"], trust_remote_code=trust_remote_code)
             export_model(args.source, reference, options, "fp16")
-        figures = compare_quality(reference, [output], text, gguf_cache=cache / "converted")
-    mine, theirs = figures[output], figures[reference]
+        figures = compare_quality(Variant(reference), [Variant(output)], text, gguf_cache=cache / "converted")
+    mine, theirs = figures[Variant(output)], figures[Variant(reference)]
     record = {
         "reference": described,
         "text": str(args.text) if args.text else "openarc default",
         "reference_perplexity": theirs.perplexity,
         **dataclasses.asdict(mine),
+        # Both ran at OpenArc's auto precision: bf16 and f32 machines give different figures.
+        "inference_precision": effective_precision("CPU", precision_hint("CPU")),
+        "cpu": cpu_summary(),
     }
     manifest = json.loads((output / MANIFEST).read_text())
     (output / MANIFEST).write_text(json.dumps({**manifest, "quality": record}, indent=2) + "\n")
     return (
-        f"quality against {described}, {mine.positions} positions: perplexity {mine.perplexity:.2f} "
+        f"quality against {described}, at inference precision {record['inference_precision']}, "
+        f"{mine.positions} positions: perplexity {mine.perplexity:.2f} "
         f"(reference {theirs.perplexity:.2f}), mean KL {mine.kl_mean:.4f}, KL p99 {mine.kl_p99:.3f}, "
         f"top-1 agreement {mine.top1_agreement:.1%}"
     )
@@ -348,8 +377,13 @@ def _sweep(args: argparse.Namespace) -> int:
     """Export the sweep's candidates (reusing finished ones), compare them, recommend one."""
     from adapters.export.optimum_intel import export_model, source_task
     from adapters.export.sweep import already_exported, candidates, choose, layer_sizes
+    from adapters.openvino.spec import parse_precisions
     from bench.compare import compare_models, render
 
+    try:
+        precisions = parse_precisions(args.precision)
+    except ValueError as exc:
+        raise ConfigError(f"--precision: {exc}") from None
     if args.preset or args.weight_format:
         raise ConfigError("--sweep chooses the presets itself; drop --preset and --weight-format")
     if (args.task or source_task(args.source)) != "text-generation":
@@ -365,7 +399,9 @@ def _sweep(args: argparse.Namespace) -> int:
         with _stdout_to_stderr():
             export_model(args.source, output, candidate.options, candidate.preset, force=True)
     text = args.text.read_text(encoding="utf-8") if args.text else None
-    rows = compare_models([folder / c.name for c in chosen], text=text, repeats=args.repeats)
+    rows = compare_models(
+        [folder / c.name for c in chosen], text=text, repeats=args.repeats, precisions=precisions
+    )
     sys.stdout.write(render(rows, args.form, args.kl_threshold))
     return 0
 

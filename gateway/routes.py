@@ -117,6 +117,7 @@ def _model(info: ModelInfo) -> Model:
         device=info.device,
         context_length=info.context_length,
         kind=info.kind,
+        inference_precision=info.inference_precision,
     )
 
 

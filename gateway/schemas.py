@@ -430,6 +430,8 @@ class Model(Wire, kw_only=True):
     status: str = "ready"
     kind: Literal["chat", "embedding", "rerank"] = "chat"
     """What the model serves: chat and text completions, embeddings, or rerank."""
+    inference_precision: str | None = None
+    """The precision the device computes in (``f32``, ``bf16``, ``f16``; ``null`` when the device decides)."""
 
 
 class ModelList(Wire, kw_only=True):
@@ -467,6 +469,8 @@ class AdminModel(Wire, kw_only=True):
     """Engine restarts after failures since the model was loaded."""
     engine_pid: int | None = None
     """The engine process's id, while it runs."""
+    inference_precision: str | None = None
+    """The precision the device computes in, while the model is loaded (as in ``/v1/models``)."""
 
 
 class AdminModelList(Wire, kw_only=True):

@@ -21,7 +21,12 @@ SMALL_QUEUE = "smollm2-small-queue"
 SMALL_QUEUE_TIMEOUT = 6
 SEQUENTIAL = "smollm2-sequential"
 """The demo model on the one-at-a-time engine that NPU gets, with one waiting request allowed, greedy by
-default (its ``sampling`` setting)."""
+default (its ``sampling`` setting), computing exactly (``EXACT_PROPERTIES``)."""
+EXACT = "smollm2-exact"
+"""The demo model computing exactly: f32 activations with no dynamic quantization, so its greedy answers
+do not depend on what else is in the batch or how many tokens a step checks (tests that compare answers
+use it; the demo model's defaults trade that for speed, see README "Inference precision")."""
+EXACT_PROPERTIES = "{ DYNAMIC_QUANTIZATION_GROUP_SIZE = 0 }"
 
 SUPERVISED = "smollm2-supervised"
 """The demo model in an engine of its own that tests kill and stop, with a short stall timeout."""
@@ -49,6 +54,14 @@ source = "demo"
 engine = "sequential"
 max_queue = 1
 sampling = {{ temperature = 0.0 }}
+inference_precision = "f32"
+properties = {EXACT_PROPERTIES}
+
+[[models]]
+id = "{EXACT}"
+source = "demo"
+inference_precision = "f32"
+properties = {EXACT_PROPERTIES}
 
 [[models]]
 id = "{SUPERVISED}"

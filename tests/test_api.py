@@ -157,10 +157,18 @@ def test_demo_model_gets_smollm2s_sampling_unless_configured():
     assert with_defaults(ServerConfig(models=[own])).models[0].sampling.temperature == 0.7
 
 
-def test_cpu_models_get_a_float16_kv_cache_unless_configured():
-    assert default_properties("CPU", {}) == {"KV_CACHE_PRECISION": "f16"}
-    assert default_properties("CPU", {"KV_CACHE_PRECISION": "u8"}) == {"KV_CACHE_PRECISION": "u8"}
+def test_cpu_models_get_a_float16_kv_cache_and_f32_unless_configured():
+    f32 = {"INFERENCE_PRECISION_HINT": "f32"}
+    assert default_properties("CPU", {}) == {"KV_CACHE_PRECISION": "f16", **f32}
+    assert default_properties("CPU", {"KV_CACHE_PRECISION": "u8"}) == {"KV_CACHE_PRECISION": "u8", **f32}
+    # Other devices keep their plugin's precision (f16 on GPU) unless the model asks for one.
     assert default_properties("GPU.1", {"NUM_STREAMS": 2}) == {"NUM_STREAMS": 2}
+    assert default_properties("GPU", {}, inference_precision="f32") == f32
+    assert default_properties("CPU", {}, inference_precision="bf16")["INFERENCE_PRECISION_HINT"] == "bf16"
+    # A hint among the properties is the configured one: it wins over auto.
+    assert (
+        default_properties("CPU", {"INFERENCE_PRECISION_HINT": "bf16"})["INFERENCE_PRECISION_HINT"] == "bf16"
+    )
 
 
 def test_usage_is_not_streamed_unless_asked(client):

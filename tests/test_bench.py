@@ -49,11 +49,45 @@ def test_startup_bench_times_starts_with_and_without_warm_up():
 @pytest.mark.parametrize("mode", [[], ["--interleaved"]], ids=["http", "interleaved"])
 def test_settings_bench_compares_a_variant_with_the_default(mode):
     variant = ["--only", "KV_CACHE_PRECISION=u8"]
-    table = bench("bench.settings", *variant, *mode, "--levels", "1", "--repeats", "2", "--max-tokens", "8")
+    prefill = ["--prefill", "300"] if mode else []
+    table = bench(
+        "bench.settings", *variant, *mode, *prefill, "--levels", "1", "--repeats", "2", "--max-tokens", "8"
+    )
     assert "| default | " in table and "| KV_CACHE_PRECISION=u8 | " in table
     assert ("in-process, interleaved" in table) == bool(mode)
+    assert ("| prefill of 300 tok/s |" in table) == bool(mode) and "flags: " in table
 
 
 def test_contention_bench_runs_alone_and_beside_a_burner():
     table = bench("bench.contention", "--concurrency", "2", "--max-tokens", "8", "--rounds", "1")
     assert "| pinned |" in table and "| not pinned |" in table
+
+
+def test_batch_invariance_bench_finds_none_when_computing_exactly():
+    """What README "Inference precision" promises, measured on the raw pipeline: f32 without dynamic
+    quantization gives every prompt the same greedy answer alone and batched, and prompt lookup the plain
+    answer. The other rows depend on the CPU (see docs/benchmarks.md) and are only shown."""
+    table = bench("bench.batch_invariance", "--max-tokens", "12")
+    assert "| f32, DYNAMIC_QUANTIZATION_GROUP_SIZE=0 | 0 of 8 | - | - |" in table, table
+    assert "| f32 (auto) | " in table and "| bf16 | " in table
+
+
+def test_precision_quality_bench_compares_with_exact_f32():
+    from encoder_models import CACHE_ROOT
+
+    from gateway.sources import ensure_demo_model
+
+    gguf = ensure_demo_model(CACHE_ROOT)
+    table = bench(
+        "bench.precision_quality",
+        str(gguf),
+        "--tokens",
+        "300",
+        "--pieces",
+        "128",
+        "--configurations",
+        "f32,bf16",
+    )
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith(f"| {gguf.name}")]
+    assert [row[2] for row in rows] == ["f32", "bf16"] and rows[0][3] == "f32"
+    assert all(0 <= float(row[4]) < 0.05 for row in rows), table

@@ -78,7 +78,9 @@ def reference(exports: dict[str, Path]) -> ov_genai.TextEmbeddingPipeline:
     config.pooling_type = getattr(ov_genai.TextEmbeddingPipeline.PoolingType, pooling(path))
     config.normalize = normalizes(path)
     config.max_length = sentence_transformers_max_length(path)
-    return ov_genai.TextEmbeddingPipeline(str(path), "CPU", config)
+    # In f32, as the server computes on CPU (``test_models_list_kinds`` checks it says so); OpenVINO's own
+    # default is bf16 on CPUs that have it, and differed from f32 by up to 9e-4 here.
+    return ov_genai.TextEmbeddingPipeline(str(path), "CPU", config, INFERENCE_PRECISION_HINT="f32")
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -86,8 +88,11 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_models_list_kinds(http: httpx.Client, encoders):
-    kinds = {m["id"]: m["kind"] for m in http.get("/v1/models").json()["data"]}
+    models = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
+    kinds = {model_id: model["kind"] for model_id, model in models.items()}
     assert kinds[EMBEDDER] == "embedding" and kinds[RERANKER] == "rerank" and kinds[DEMO] == "chat"
+    # Encoders compute in f32 on CPU too (inference_precision auto), whatever OpenVINO's default.
+    assert models[EMBEDDER]["inference_precision"] == models[RERANKER]["inference_precision"] == "f32"
 
 
 @pytest.mark.parametrize("encoding_format", ["float", "base64"])
@@ -189,7 +194,9 @@ def test_chat_to_an_embedding_model_is_a_400(client: openai.OpenAI, encoders):
 def test_rerank_orders_as_the_pipeline_scores(http: httpx.Client, encoders):
     config = ov_genai.TextRerankPipeline.Config()
     config.top_n = EVERY_DOCUMENT
-    pipeline = ov_genai.TextRerankPipeline(str(encoders[RERANKER]), "CPU", config)
+    pipeline = ov_genai.TextRerankPipeline(
+        str(encoders[RERANKER]), "CPU", config, INFERENCE_PRECISION_HINT="f32"
+    )
     expected = pipeline.rerank("What is the capital of France?", DOCUMENTS)
     response = http.post(
         "/v1/rerank",

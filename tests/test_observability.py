@@ -148,3 +148,10 @@ def test_errors_are_logged_with_their_request_id(http, server):
     assert response.status_code == 404
     access = [r for r in records_of(server[1], "lost-1") if r["logger"] == "uvicorn.access"]
     assert access and "404" in access[0]["message"]
+
+
+def test_start_up_lines_name_the_inference_precision(server):
+    """The engine's load line and the server's ready line say what the model computes in (issue 18)."""
+    messages = [r["message"] for r in log_records(server[1])]
+    assert any(f"model {DEMO} ready on CPU at inference precision f32" in m for m in messages), messages
+    assert any(m.startswith(f"loaded {DEMO} (") and "at inference precision f32" in m for m in messages)

@@ -26,8 +26,9 @@ from adapters.export.quality import (
 
 @pytest.fixture(scope="module")
 def fp16_model(exports) -> TeacherForcedModel:  # noqa: F811 - the fixture imported above
-    # Pieces of 100 tokens: the KV cache carries windows across piece boundaries at odd places.
-    return TeacherForcedModel(exports["fp16"], piece=100)
+    # Pieces of 100 tokens: the KV cache carries windows across piece boundaries at odd places. f32, for
+    # exactness: bf16 (OpenVINO's default on CPUs that have it) agreed on the top token 97.0 % of the time.
+    return TeacherForcedModel(exports["fp16"], piece=100, precision="f32")
 
 
 @pytest.fixture(scope="module")

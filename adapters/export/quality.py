@@ -11,12 +11,16 @@ again. Per export:
 - top-1 agreement: the share of positions where both give the same token the highest probability.
 
 The logits come from the OpenVINO runtime on ``openvino_model.xml`` (openvino-genai's pipelines expose
-only the chosen token's log-probability), on the device's default inference precision, as a server would
-run it. The text is cut into windows of ``context`` tokens, each read from an empty KV cache
-(``reset_state``) in pieces of ``piece`` tokens. Windows overlap by a quarter and only their last three
-quarters are scored, so every scored token has at least ``context / 4`` tokens before it and is scored
-once (llama.cpp scores the second half of windows that do not overlap: the same idea; a quarter costs a
-third less compute for the same scored tokens).
+only the chosen token's log-probability), compiled with the properties a server loads the model with
+(``adapters.openvino.spec.default_properties``: on CPU an f16 KV cache and, unless a ``Variant`` asks
+for another, OpenArc's ``auto`` inference precision). The inference precision is part of what is
+measured: the same weights in bf16 and in f32 are two variants, and a figure means little without it.
+
+The text is cut into windows of ``context`` tokens, each read from an empty KV cache (``reset_state``) in
+pieces of ``piece`` tokens. Windows overlap by a quarter and only their last three quarters are scored,
+so every scored token has at least ``context / 4`` tokens before it and is scored once (llama.cpp scores
+the second half of windows that do not overlap: the same idea; a quarter costs a third less compute for
+the same scored tokens).
 
 Memory stays bounded: the reference's log-probabilities at the scored positions are kept on disk as a
 float16 memory map (a temporary file, about 250 MB for the demo model's 49,152-token vocabulary), and a
@@ -39,8 +43,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from adapters.openvino.spec import InferencePrecision, default_properties
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,19 @@ class QualityError(Exception):
 def default_text() -> str:
     """The text OpenArc ships for quality figures."""
     return files("adapters.export").joinpath("quality_text.txt").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A model as it is run: its files and the inference precision it is compiled with."""
+
+    path: Path
+    precision: InferencePrecision = "auto"
+    """As ``ModelSpec.inference_precision``: ``auto``, ``f32``, ``bf16`` or ``f16``."""
+
+    @property
+    def label(self) -> str:
+        return self.path.name if self.precision == "auto" else f"{self.path.name} ({self.precision})"
 
 
 @dataclass(frozen=True)
@@ -101,7 +121,15 @@ def tokenize(folder: Path, text: str) -> np.ndarray:
 class TeacherForcedModel:
     """An IR compiled with the OpenVINO runtime, returning next-token log-probabilities for windows."""
 
-    def __init__(self, folder: Path, device: str = "CPU", piece: int = DEFAULT_PIECE):
+    def __init__(
+        self,
+        folder: Path,
+        device: str = "CPU",
+        piece: int = DEFAULT_PIECE,
+        precision: InferencePrecision = "auto",
+        properties: dict[str, Any] | None = None,
+    ):
+        """``properties``: OpenVINO properties over the server's defaults (to measure what one costs)."""
         import openvino as ov
 
         core = ov.Core()
@@ -117,7 +145,8 @@ class TeacherForcedModel:
             raise QualityError(f"{folder}: the model keeps no KV cache state (export it with the cache)")
         self._has_beam_idx = "beam_idx" in names
         self.vocabulary = model.outputs[0].get_partial_shape()[-1].get_length()
-        self._request = core.compile_model(model, device).create_infer_request()
+        loaded = default_properties(device, properties or {}, inference_precision=precision)  # as served
+        self._request = core.compile_model(model, device, loaded).create_infer_request()
         self._piece = piece
 
     def log_probs(self, window: np.ndarray, scored_from: int) -> np.ndarray:
@@ -219,14 +248,15 @@ class ReferenceRun:
 
 
 def compare_quality(
-    reference: Path,
-    candidates: list[Path],
+    reference: Variant,
+    candidates: list[Variant],
     text: str | None = None,
     device: str = "CPU",
     context: int = DEFAULT_CONTEXT,
     gguf_cache: Path | None = None,
-) -> dict[Path, QualityFigures]:
-    """Figures for ``reference`` and every candidate (IR folders or ``.gguf`` files) on ``text``.
+) -> dict[Variant, QualityFigures]:
+    """Figures for ``reference`` and every candidate (IR folders or ``.gguf`` files, each at its inference
+    precision) on ``text``.
 
     The candidates must tokenize the text exactly as the reference does: the figures compare
     predictions of the same tokens.
@@ -234,27 +264,28 @@ def compare_quality(
     text = default_text() if text is None else text
     with tempfile.TemporaryDirectory(prefix="openarc-quality-") as scratch:
         cache = gguf_cache or Path(scratch)
-        reference_ir = readable_ir(reference, cache)
+        reference_ir = readable_ir(reference.path, cache)
         ids = tokenize(reference_ir, text)
-        logger.info("quality: %d tokens; reference %s", len(ids), reference.name)
-        run = ReferenceRun(TeacherForcedModel(reference_ir, device), ids, context, Path(scratch))
+        logger.info("quality: %d tokens; reference %s", len(ids), reference.label)
+        model = TeacherForcedModel(reference_ir, device, precision=reference.precision)
+        run = ReferenceRun(model, ids, context, Path(scratch))
         try:
             figures = {reference: run.figures}
             for candidate in candidates:
                 if candidate == reference:
                     continue
-                ir = readable_ir(candidate, cache)
+                ir = readable_ir(candidate.path, cache)
                 differences = token_differences(tokenize(ir, text), ids)
                 if differences:
                     logger.warning(
                         "%s tokenizes the text differently from %s in %d places; both read the reference's "
                         "tokens",
-                        candidate.name,
-                        reference.name,
+                        candidate.path.name,
+                        reference.path.name,
                         differences,
                     )
-                logger.info("quality: %s", candidate.name)
-                measured = run.compare(TeacherForcedModel(ir, device))
+                logger.info("quality: %s", candidate.label)
+                measured = run.compare(TeacherForcedModel(ir, device, precision=candidate.precision))
                 figures[candidate] = dataclasses.replace(measured, tokenizer_differences=differences)
         finally:
             run.close()

@@ -64,9 +64,10 @@ class OpenVINOGenAIAdapter:
             spec.model_id, _BUILDER, spec, spec.running_slots + max_queue, stall_timeout, setup_logging
         )
         logger.info(
-            "model %s ready on %s in %.1f s (tool-call syntax: %s, reasoning: %s)",
+            "model %s ready on %s at inference precision %s in %.1f s (tool-call syntax: %s, reasoning: %s)",
             spec.model_id,
             spec.device,
+            process.inference_precision or "chosen by the device",
             time.monotonic() - started,
             process.output_format.tool_format or "none",
             "think" if process.output_format.reasoning else "none",
@@ -79,6 +80,7 @@ class OpenVINOGenAIAdapter:
             source=str(source),
             pid=process.pid,
             output_format=process.output_format,
+            inference_precision=process.inference_precision,
         )
         return cls(info, process)
 

@@ -116,13 +116,14 @@ class EncoderAdapter:
         batch_size: int,
         batch_wait: float,
         setup_logging: Callable[[], None] = logging.basicConfig,
+        properties: dict[str, Any] | None = None,
     ) -> EncoderAdapter:
         """Start the encoder process; wait until the model is loaded (else ``ModelLoadError``)."""
         started = time.monotonic()
         server_end, encoder_end = socket_pair()
         process = multiprocessing.get_context("spawn").Process(
             target=encoder_main,
-            args=(encoder_end, kind, path, device, setup_logging),
+            args=(encoder_end, kind, path, device, setup_logging, properties or {}),
             name=f"openarc-encoder-{model_id}",
             daemon=True,
         )
@@ -137,7 +138,14 @@ class EncoderAdapter:
             server_end.close()
             process.join(timeout=30)
             raise ModelLoadError(ready.reason if isinstance(ready, LoadFailed) else "unexpected handshake")
-        logger.info("%s model %s ready on %s in %.1f s", kind, model_id, device, time.monotonic() - started)
+        logger.info(
+            "%s model %s ready on %s at inference precision %s in %.1f s",
+            kind,
+            model_id,
+            device,
+            ready.inference_precision or "chosen by the device",
+            time.monotonic() - started,
+        )
         info = ModelInfo(
             id=model_id,
             device=device,
@@ -147,6 +155,7 @@ class EncoderAdapter:
             pid=process.pid,
             kind=kind,
             dimensions=ready.dimensions,
+            inference_precision=ready.inference_precision,
         )
         return cls(info, process, server_end, batch_size + max_queue, batch_size, batch_wait)
 

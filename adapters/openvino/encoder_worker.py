@@ -21,6 +21,8 @@ import numpy as np
 
 from ..base import AdapterError, InvalidParametersError, ModelLoadError, first_line
 from ..channel import BlockingFrames, ChannelClosedError, Failure, LoadFailed, failure_to_wire
+from .devices import effective_precision
+from .spec import PRECISION_HINT
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class EncoderReady(msgspec.Struct, tag=True, array_like=True):
     dimensions: int | None
     """Embedding size (``None`` for a rerank model)."""
     max_length: int | None
+    inference_precision: str | None = None
+    """The precision the device computes in (see ``devices.effective_precision``)."""
 
 
 class Embedded(msgspec.Struct, tag=True, array_like=True):
@@ -83,18 +87,25 @@ EVERY_DOCUMENT = 2**31 - 1
 
 
 def encoder_main(
-    sock: socket.socket, kind: str, path: str, device: str, setup_logging: Callable[[], None]
+    sock: socket.socket,
+    kind: str,
+    path: str,
+    device: str,
+    setup_logging: Callable[[], None],
+    properties: dict[str, Any] | None = None,
 ) -> None:
     """Load the pipeline, report ready (or why not), then serve until end-of-file or ``Shutdown``."""
     setup_logging()
     frames = BlockingFrames(sock, ToEncoder)
+    properties = properties or {}
     try:
-        encoder = Encoder(kind, Path(path), device)
+        encoder = Encoder(kind, Path(path), device, properties)
     except Exception as exc:  # the server reports it as the model's load failure
         logger.exception("loading %s failed", path)
         frames.send(LoadFailed(f"could not load the {kind} model: {first_line(exc)}"))
         return
-    frames.send(EncoderReady(encoder.dimensions, encoder.max_length))
+    precision = effective_precision(device, properties.get(PRECISION_HINT))
+    frames.send(EncoderReady(encoder.dimensions, encoder.max_length, precision))
     try:
         while not isinstance(message := frames.recv(), Shutdown):
             frames.send(encoder.serve(message))
@@ -105,9 +116,10 @@ def encoder_main(
 class Encoder:
     """One TextEmbeddingPipeline or TextRerankPipeline, configured from the export's own files."""
 
-    def __init__(self, kind: str, path: Path, device: str):
+    def __init__(self, kind: str, path: Path, device: str, properties: dict[str, Any] | None = None):
         import openvino_genai as ov_genai
 
+        properties = properties or {}
         self.kind = kind
         self.tokenizer = ov_genai.Tokenizer(str(path))
         self.max_length = sentence_transformers_max_length(path)
@@ -117,14 +129,14 @@ class Encoder:
             config.normalize = normalizes(path)
             if self.max_length is not None:
                 config.max_length = self.max_length
-            self.pipeline = ov_genai.TextEmbeddingPipeline(str(path), device, config)
+            self.pipeline = ov_genai.TextEmbeddingPipeline(str(path), device, config, **properties)
             self.dimensions: int | None = len(self.pipeline.embed_query("warm-up"))
         elif kind == "rerank":
             config = ov_genai.TextRerankPipeline.Config()
             config.top_n = EVERY_DOCUMENT
             if self.max_length is not None:
                 config.max_length = self.max_length
-            self.pipeline = ov_genai.TextRerankPipeline(str(path), device, config)
+            self.pipeline = ov_genai.TextRerankPipeline(str(path), device, config, **properties)
             self.pipeline.rerank("warm-up", ["warm-up"])
             self.dimensions = None
         else:

@@ -155,6 +155,8 @@ class Engine:
         self.outbox: dict[int, Outcome] = {}
         self.output_format = OutputFormat()
         """How the model writes tool calls and reasoning; set by the worker from the preparer's finding."""
+        self.inference_precision: str | None = None
+        """The precision the device computes in, as OpenVINO reports it; set by ``pipeline.build_engine``."""
         self.generated_tokens = 0
         self.speculative_steps = 0
         self.accepted_tokens = 0

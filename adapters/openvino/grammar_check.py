@@ -292,8 +292,15 @@ class GrammarChecker:
         scheduler.max_num_seqs = 1
         scheduler.enable_prefix_caching = False
         # One inference thread: the probe runs beside a real engine and must not compete for its cores.
+        # f32 whatever the CPU: with OpenVINO's bf16 default on an AMX CPU (Xeon, amx_bf16), building
+        # this probe killed the process with SIGFPE (openvino 2026.4.1; f32 builds it).
         self._pipeline = ov_genai.ContinuousBatchingPipeline(
-            str(self._model), self._tokenizer, scheduler, self._device, INFERENCE_NUM_THREADS=1
+            str(self._model),
+            self._tokenizer,
+            scheduler,
+            self._device,
+            INFERENCE_NUM_THREADS=1,
+            INFERENCE_PRECISION_HINT="f32",
         )
         self.builds += 1
         logger.debug("grammar probe built after %s in %.2f s", why, time.perf_counter() - started)

@@ -13,12 +13,13 @@ import openvino as ov
 import openvino_genai as ov_genai
 
 from ..base import ModelLoadError
+from .devices import effective_precision
 from .engine import ContinuousBatchingEngine
 from .file_lock import exclusive_lock
 from .model_files import detect_format
 from .prefix_cache import PrefixCacheTracker
 from .sequential import SequentialEngine
-from .spec import PipelineSpec
+from .spec import PRECISION_HINT, PipelineSpec, default_properties, device_family
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +52,13 @@ def build_engine(spec: PipelineSpec) -> Any:
         engine = SequentialEngine(pipeline)
     else:
         engine = ContinuousBatchingEngine(pipeline, _prefix_cache_tracker(spec, one_block_percent))
+    engine.inference_precision = effective_precision(spec.device, spec.properties.get(PRECISION_HINT))
     logger.info(
-        "loaded %s (%s) on %s with the %s engine in %.1f s",
+        "loaded %s (%s) on %s at inference precision %s with the %s engine in %.1f s",
         spec.model_id,
         fmt,
         spec.device,
+        engine.inference_precision or "chosen by the device",
         "sequential" if spec.sequential else "continuous-batching",
         time.monotonic() - started,
     )
@@ -67,12 +70,13 @@ def _speculative_properties(spec: PipelineSpec) -> dict[str, Any]:
     if spec.prompt_lookup:
         return {"prompt_lookup": True}
     if spec.draft_path is not None:
-        cache = {"CACHE_DIR": spec.properties["CACHE_DIR"]} if "CACHE_DIR" in spec.properties else {}
-        return {
-            "draft_model": ov_genai.draft_model(
-                str(spec.draft_path), spec.draft_device or spec.device, **cache
-            )
-        }
+        draft_device = spec.draft_device or spec.device
+        if device_family(draft_device) == spec.device_family:
+            properties = dict(spec.properties)  # the model's precision and cache settings, as the model
+        else:
+            cache = spec.properties.get("CACHE_DIR")
+            properties = default_properties(draft_device, {}, Path(cache) if cache else None)
+        return {"draft_model": ov_genai.draft_model(str(spec.draft_path), draft_device, **properties)}
     return {}
 
 

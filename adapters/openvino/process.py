@@ -133,6 +133,8 @@ class EngineProcess:
         self._frames: AsyncFrames | None = None
         self.output_format = OutputFormat()
         """How the model's output is parsed, as the preparer found it in the chat template."""
+        self.inference_precision: str | None = None
+        """The precision the engine's device computes in, as the engine reported it at load."""
         self._handshake()
         self._tasks: list[asyncio.Task] = []
         self._on_failure: Callable[[str], None] | None = None
@@ -241,6 +243,7 @@ class EngineProcess:
             raise ModelLoadError(message.reason)
         if isinstance(message, Ready):
             self.output_format = message.output_format
+            self.inference_precision = message.inference_precision
 
     async def _read_loop(self) -> None:
         assert self._frames is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,12 +26,56 @@ def device_family(device: str) -> str:
     return device.split(":")[0].split(".")[0].upper()
 
 
+InferencePrecision = Literal["auto", "f32", "bf16", "f16"]
+INFERENCE_PRECISIONS: tuple[InferencePrecision, ...] = typing.get_args(InferencePrecision)
+
+PRECISION_HINT = "INFERENCE_PRECISION_HINT"
+
+AUTO_INFERENCE_PRECISION: dict[str, str] = {"CPU": "f32"}
+"""What ``inference_precision = "auto"`` asks each device family for; a family not listed keeps its plugin's
+own default (GPU: f16, NPU: f16). CPU: f32, where OpenVINO's CPU plugin would pick bf16 on any CPU with
+``avx512_bf16`` or AMX. Measured on the demo model and its exports (docs/benchmarks.md, "Inference
+precision"): on a Xeon with AMX, bf16 decoded int4, int8 and GGUF weights at 0.6-0.8x of f32's speed and
+prefilled at 1.5-2.1x; on an EPYC with ``avx512_bf16`` it decoded at f32's speed; on both it changed
+greedy answers (on the EPYC the int8 export answered "L'Étoile, la Marseillaise..." to "What is the
+capital of France?").
+f32 keeps OpenVINO's dynamic quantization of activations in front of int4 and int8 weights
+(``DYNAMIC_QUANTIZATION_GROUP_SIZE``), as llama.cpp quantizes activations for its quantized weights:
+worth 1.35-2.6x here, for a mean KL of 0.003 from exact f32. vLLM and OVMS would run bf16 here. Choose
+``bf16`` per model where prompts are long and answers short; ``openarc compare --precision f32,bf16``
+measures both on a model."""
+
+
+def parse_precisions(value: str) -> tuple[InferencePrecision, ...]:
+    """``"f32,bf16"`` as a tuple of precisions; ``ValueError`` naming the choices for anything else."""
+    chosen = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    if not chosen or any(part not in INFERENCE_PRECISIONS for part in chosen):
+        raise ValueError(
+            f"expected some of {', '.join(INFERENCE_PRECISIONS)}, comma-separated; got {value!r}"
+        )
+    return chosen  # type: ignore[return-value]  # checked against the Literal's values above
+
+
+def precision_hint(device: str, inference_precision: InferencePrecision = "auto") -> str | None:
+    """The ``INFERENCE_PRECISION_HINT`` a model on ``device`` is loaded with (``None``: the plugin's)."""
+    if inference_precision != "auto":
+        return inference_precision
+    return AUTO_INFERENCE_PRECISION.get(device_family(device))
+
+
 def default_properties(
-    device: str, configured: dict[str, Any], compiled_cache: Path | None = None
+    device: str,
+    configured: dict[str, Any],
+    compiled_cache: Path | None = None,
+    inference_precision: InferencePrecision = "auto",
 ) -> dict[str, Any]:
     """The OpenVINO properties a model is loaded with: its configured ones over the defaults of its
-    device family and, given ``compiled_cache``, OpenVINO's compiled-model cache there (``CACHE_DIR``)."""
+    device family, the inference precision it asks for (``precision_hint``) and, given
+    ``compiled_cache``, OpenVINO's compiled-model cache there (``CACHE_DIR``)."""
     defaults = dict(DEVICE_DEFAULT_PROPERTIES.get(device_family(device), {}))
+    hint = precision_hint(device, inference_precision)
+    if hint is not None:
+        defaults[PRECISION_HINT] = hint
     if compiled_cache is not None:
         defaults["CACHE_DIR"] = str(compiled_cache)
     return {**defaults, **configured}

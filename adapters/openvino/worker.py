@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from ..base import AdapterError, first_line
 from ..channel import (
     Batch,
@@ -75,9 +77,11 @@ def engine_main(
         preparer_state = preparer.recv()  # it loaded the tokenizer while the engine loaded the model
     except ChannelClosedError:
         preparer_state = LoadFailed("the prompt preparer exited during load")
-    frames.send(preparer_state)  # Ready carries the output format the preparer found
     if isinstance(preparer_state, LoadFailed):
+        frames.send(preparer_state)
         return
+    # Ready carries the output format the preparer found, and the precision the engine computes in.
+    frames.send(msgspec.structs.replace(preparer_state, inference_precision=engine.inference_precision))
     engine.output_format = preparer_state.output_format
     loop = EngineLoop(frames, preparer, engine)
     try:
