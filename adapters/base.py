@@ -133,6 +133,16 @@ class GenerationParams:
     """Speculative decoding: tokens guessed per step (set exactly when the model decodes speculatively)."""
     max_ngram_size: int | None = None
     """Prompt-lookup decoding: the longest n-gram matched against the prompt."""
+    fit_to_context: bool = False
+    """``max_tokens`` is a cap, not a demand: a completion that would not fit the context window stops at
+    its end instead of being refused (Anthropic's clients send ``max_tokens`` 32000 to every model)."""
+    decode_ids: tuple[int, ...] | None = None
+    """With ``prompt_only``: detokenize these ids (``/detokenize``) instead of preparing a prompt; the
+    ``PromptTokens`` event carries their text."""
+    prompt_only: bool = False
+    """Template and tokenize the prompt, and generate nothing: the events are ``PromptTokens`` and a
+    ``Usage`` with no completion tokens (``/tokenize``, Anthropic's ``count_tokens``). The context window
+    is not checked: a prompt too long to answer is still counted."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +209,8 @@ class Finished(msgspec.Struct, frozen=True, tag=True, array_like=True):
 
     index: int
     reason: FinishReason
+    stop: str | None = None
+    """The stop string that ended the choice (Anthropic's ``stop_sequence``), when one did."""
 
 
 class Usage(msgspec.Struct, frozen=True, tag=True, array_like=True):
@@ -214,7 +226,14 @@ class Usage(msgspec.Struct, frozen=True, tag=True, array_like=True):
         return self.prompt_tokens + self.completion_tokens
 
 
-Event = TextDelta | ReasoningDelta | ToolCallDelta | TokenLogprobs | Finished | Usage
+class PromptTokens(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    """The prompt as the model reads it (``prompt_only`` requests): its token ids and their text."""
+
+    ids: list[int]
+    text: str
+
+
+Event = TextDelta | ReasoningDelta | ToolCallDelta | TokenLogprobs | Finished | PromptTokens | Usage
 
 
 class EngineCounts(msgspec.Struct, frozen=True, array_like=True):

@@ -102,6 +102,14 @@ class Prepared(msgspec.Struct, tag=True, array_like=True):
     """The prompt ends inside an open think block: the output starts as reasoning."""
 
 
+class Counted(msgspec.Struct, tag=True, array_like=True):
+    """A ``prompt_only`` request's prompt, templated and tokenized: nothing goes to the engine."""
+
+    request_id: int
+    prompt: list[int]
+    text: str
+
+
 class Rejected(msgspec.Struct, tag=True, array_like=True):
     """A request whose prompt could not be prepared (too long for the context, bad template, ...)."""
 
@@ -121,7 +129,7 @@ class Batch(msgspec.Struct, tag=True, array_like=True):
 
 EngineInbox = ForwardedAdd | Cancel | Close
 FromEngine = Ready | LoadFailed | Batch
-FromPreparer = Ready | LoadFailed | Prepared | Rejected
+FromPreparer = Ready | LoadFailed | Prepared | Counted | Rejected
 
 
 _FAILURES = {

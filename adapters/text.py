@@ -92,6 +92,8 @@ class StopMatcher:
         self._stops = tuple(s for s in stops if s)
         self._held = ""
         self.stopped = False
+        self.matched: str | None = None
+        """The stop string that ended the text (the first one in the list, where two end it at once)."""
 
     def feed(self, text: str) -> str:
         """Return the part of ``text`` that is safe to emit; sets ``stopped`` once a stop string appears."""
@@ -101,6 +103,7 @@ class StopMatcher:
         cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
         if cut >= 0:
             self.stopped = True
+            self.matched = next(s for s in self._stops if buffer.find(s) == cut)
             self._held = ""
             return buffer[:cut]
         keep = self._longest_partial_stop(buffer)

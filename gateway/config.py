@@ -165,6 +165,30 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
             )
 
 
+class ModelAlias(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Another name for a model."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=256)]
+    """The name clients send; a trailing ``*`` matches any ending (``claude-*``). A model's own id wins
+    over an alias, and an exact alias over a pattern."""
+    model: str
+    """The id of a configured model; an alias to anything else stops start-up."""
+    listed: bool = False
+    """Also list the alias in ``/v1/models`` (for a client that picks from the list)."""
+
+
+class ResponseStoreSettings(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Where the Responses API keeps stored responses (``store``, true by default as in OpenAI's API), so
+    that ``previous_response_id`` can continue a conversation."""
+
+    path: str | None = None
+    """The SQLite file; ``<cache_dir>/responses.sqlite3`` when unset."""
+    max_age_days: Annotated[float, Meta(gt=0)] = 30.0
+    """Responses older than this are gone (OpenAI keeps stored responses 30 days)."""
+    max_megabytes: Annotated[int, Meta(ge=1)] = 1024
+    """The store's size bound; past it, the oldest responses go first."""
+
+
 class ServerConfig(Struct, forbid_unknown_fields=True, kw_only=True):
     """The whole server."""
 
@@ -195,6 +219,11 @@ class ServerConfig(Struct, forbid_unknown_fields=True, kw_only=True):
     """Log request messages and generated text (at debug). Off by default: prompts are private."""
     shutdown_grace: Annotated[float, Meta(ge=0)] = 30.0
     """Seconds running requests get to finish after SIGTERM; what is left then is cancelled."""
+    responses: ResponseStoreSettings = msgspec.field(default_factory=ResponseStoreSettings)
+    """The Responses API's store of responses."""
+    aliases: list[ModelAlias] = msgspec.field(default_factory=list)
+    """Other names for models, so that a client that insists on its own model names (Claude Code sends
+    ``claude-...``, some tools ``gpt-4o``) reaches a local one."""
     chat_page: bool = True
     """Serve a chat page at ``/`` to try the models in a browser (``--no-chat-page`` turns it off). The
     page itself holds nothing secret and needs no key; its requests to the API send the key the user
@@ -241,4 +270,9 @@ def with_defaults(config: ServerConfig) -> ServerConfig:
         if spec.id in seen:
             raise ConfigError(f"model id {spec.id!r} is configured twice")
         seen.add(spec.id)
+    for alias in config.aliases:
+        if alias.model not in seen:
+            raise ConfigError(
+                f"alias {alias.name!r} names the model {alias.model!r}, which is not configured"
+            )
     return msgspec.structs.replace(config, models=models)

@@ -270,11 +270,19 @@ def _validation_param(exc: ValidationException) -> str | None:
     return first.get("key") if isinstance(first, dict) else None
 
 
+ERROR_SHAPE = "error_shape"
+"""A route handler's ``opt`` key for a dialect whose errors are not OpenAI's (Anthropic's Messages): a
+function from the ``GatewayError`` to the body to send."""
+
+
 def error_response(request: Request, exc: Exception) -> Response[bytes]:
-    """The app-wide exception handler: render any exception as an OpenAI error response."""
+    """The app-wide exception handler: render any exception as an OpenAI error response, or in the
+    shape of the route's dialect (``ERROR_SHAPE``)."""
     error = to_gateway_error(exc)
+    handler = request.scope.get("route_handler")
+    shape = handler.opt.get(ERROR_SHAPE) if handler is not None else None
     return Response(
-        content=msgspec.json.encode(error.body()),
+        content=msgspec.json.encode(error.body() if shape is None else shape(error)),
         status_code=error.status_code,
         media_type=MediaType.JSON,
         headers=error.headers,

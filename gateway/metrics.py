@@ -2,7 +2,7 @@
 
 Counted as they happen: HTTP responses (a ``before_send`` hook), queue rejections, time to first token,
 inter-token latency, end-to-end latency and prompt token counts (a ``GenerationRecorder`` that the
-generation path in ``streaming.py`` feeds). Read at scrape time from the ``ModelRegistry``: running and
+generation path in ``generation.py`` feeds). Read at scrape time from the ``ModelRegistry``: running and
 waiting requests, engine restarts, model states, and what each engine counted as it stepped (generated
 tokens, which include requests stopped mid-way, and speculative decoding's accepted guesses), so they
 can never drift from the truth.

@@ -27,6 +27,16 @@ from litestar.openapi.spec import (
 )
 
 from .config import ModelSpec
+from .dialects.messages.wire import (
+    AnthropicErrorResponse,
+    CountTokensRequest,
+    Message,
+    MessageCreateRequest,
+    MessageTokensCount,
+)
+from .dialects.responses.wire import Response as ResponseObject
+from .dialects.responses.wire import ResponseCreateRequest, ResponseDeleted, ResponseInputItemList
+from .dialects.tokenize import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
 from .schemas import (
     AdminModel,
     AdminModelList,
@@ -84,6 +94,17 @@ class Events:
         }
 
 
+TYPED_EVENTS: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "description": "The event's type (`response.output_text.delta`, ...)."},
+        "data": {"type": "string", "description": "The event as JSON, its `type` field equal to `event`."},
+    },
+}
+"""One event of a typed stream (the Responses API's, Anthropic's), as a client's SSE parser sees it."""
+
+
 @dataclass(frozen=True)
 class Body:
     """What one operation reads and answers; types are msgspec Structs, or a literal schema dict."""
@@ -92,6 +113,82 @@ class Body:
     responses: dict[int, dict[str, type | Events | dict[str, Any]]] = field(default_factory=dict)
     errors: tuple[int, ...] = (500,)
     descriptions: dict[int, str] = field(default_factory=dict)
+    error: type = ErrorResponse
+    """The error body's type: OpenAI's, or the dialect's own (Anthropic's)."""
+
+
+GENERATION_ERRORS = (400, 401, 404, 408, 413, 415, 429, 500, 503)
+
+
+def _both(path: str, method: str, body: Body) -> dict[tuple[str, str], Body]:
+    """The operation under ``/v1`` and without it (clients differ in the base URL they are given)."""
+    return {(path, method): body, (path.removeprefix("/v1"), method): body}
+
+
+RESPONSES = {
+    **_both(
+        "/v1/responses",
+        "post",
+        Body(
+            request=ResponseCreateRequest,
+            responses={200: {JSON: ResponseObject, "text/event-stream": TYPED_EVENTS}},
+            errors=GENERATION_ERRORS,
+            descriptions={200: "The response; with `stream: true`, the Responses API's typed events."},
+        ),
+    ),
+    **_both(
+        "/v1/responses/{response_id}",
+        "get",
+        Body(responses={200: {JSON: ResponseObject}}, errors=(401, 404, 500)),
+    ),
+    **_both(
+        "/v1/responses/{response_id}",
+        "delete",
+        Body(responses={200: {JSON: ResponseDeleted}}, errors=(401, 404, 500)),
+    ),
+    **_both(
+        "/v1/responses/{response_id}/input_items",
+        "get",
+        Body(responses={200: {JSON: ResponseInputItemList}}, errors=(400, 401, 404, 500)),
+    ),
+}
+MESSAGES = {
+    **_both(
+        "/v1/messages",
+        "post",
+        Body(
+            request=MessageCreateRequest,
+            responses={200: {JSON: Message, "text/event-stream": TYPED_EVENTS}},
+            errors=GENERATION_ERRORS,
+            descriptions={200: "The message; with `stream: true`, Anthropic's typed events."},
+            error=AnthropicErrorResponse,
+        ),
+    ),
+    **_both(
+        "/v1/messages/count_tokens",
+        "post",
+        Body(
+            request=CountTokensRequest,
+            responses={200: {JSON: MessageTokensCount}},
+            errors=GENERATION_ERRORS,
+            error=AnthropicErrorResponse,
+        ),
+    ),
+}
+TOKENIZE = {
+    **_both(
+        "/v1/tokenize",
+        "post",
+        Body(request=TokenizeRequest, responses={200: {JSON: TokenizeResponse}}, errors=GENERATION_ERRORS),
+    ),
+    **_both(
+        "/v1/detokenize",
+        "post",
+        Body(
+            request=DetokenizeRequest, responses={200: {JSON: DetokenizeResponse}}, errors=GENERATION_ERRORS
+        ),
+    ),
+}
 
 
 OPERATIONS: dict[tuple[str, str], Body] = {
@@ -143,6 +240,9 @@ OPERATIONS: dict[tuple[str, str], Body] = {
     ("/admin/models/{model_id}", "delete"): Body(
         responses={200: {JSON: AdminModel}}, errors=(401, 404, 500, 503)
     ),
+    **RESPONSES,
+    **MESSAGES,
+    **TOKENIZE,
 }
 
 
@@ -175,6 +275,7 @@ def describe(openapi: OpenAPI, protected: Callable[[str], bool]) -> OpenAPI:
 def _types() -> set[type]:
     found: set[type] = {ErrorResponse}
     for body in OPERATIONS.values():
+        found.add(body.error)
         if body.request is not None:
             found.add(body.request)
         for media in body.responses.values():
@@ -200,7 +301,7 @@ def _fill(operation: Operation, body: Body) -> None:
             description=body.descriptions.get(status, HTTPStatus(status).phrase),
             content={name: OpenAPIMediaType(schema=_schema(kind)) for name, kind in media.items()},
         )
-    error = {JSON: OpenAPIMediaType(schema=_schema(ErrorResponse))}
+    error = {JSON: OpenAPIMediaType(schema=_schema(body.error))}
     for status in body.errors:
         responses[str(status)] = OpenAPIResponse(description=HTTPStatus(status).phrase, content=error)
     operation.responses = responses

@@ -33,7 +33,7 @@ from .schemas import (
 DEFAULT_FORCED_FORMAT = "hermes"
 """The call syntax forced on a model whose template has none of its own."""
 
-TEMPLATE_KWARGS: dict[str, type] = {"enable_thinking": bool, "thinking": bool}
+TEMPLATE_KWARGS: dict[str, type] = {"enable_thinking": bool, "thinking": bool, "reasoning_effort": str}
 """``chat_template_kwargs`` a client may set, with their types. Anything else is refused: the template
 is code, and arbitrary variables could change what it renders in ways nobody reviewed."""
 

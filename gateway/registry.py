@@ -9,6 +9,7 @@ model that is not ready gets 503 (with ``Retry-After`` while it may still come b
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -176,6 +177,16 @@ class ModelRegistry:
         """Every ready model."""
         return [e.adapter.info for e in self._entries.values() if e.state == "ready" and e.adapter]
 
+    def listed_aliases(self) -> list[ModelInfo]:
+        """The aliases configured to be listed, for ready models: their model's info under the alias's name
+        (patterns are never listed: they are not names a client could pick)."""
+        ready = {info.id: info for info in self.models()}
+        return [
+            dataclasses.replace(ready[alias.model], id=alias.name)
+            for alias in self._config.aliases
+            if alias.listed and not alias.name.endswith("*") and alias.model in ready
+        ]
+
     def spec(self, model_id: str) -> ModelSpec:
         """How ``model_id`` is configured (its sampling and speculative-decoding defaults, ...)."""
         return self._entry(model_id).spec
@@ -194,10 +205,20 @@ class ModelRegistry:
         await asyncio.gather(*(adapter.close(reason) for adapter in adapters), return_exceptions=True)
 
     def _entry(self, model_id: str) -> ModelEntry:
-        try:
-            return self._entries[model_id]
-        except KeyError:
-            raise ModelNotFoundError(model_id) from None
+        entry = self._entries.get(model_id) or self._entries.get(self.resolve_alias(model_id) or "")
+        if entry is None:
+            raise ModelNotFoundError(model_id)
+        return entry
+
+    def resolve_alias(self, name: str) -> str | None:
+        """The model an alias names (an exact alias before a ``*`` pattern, the longest pattern first);
+        ``None`` when no alias matches."""
+        aliases = self._config.aliases
+        exact = next((a.model for a in aliases if a.name == name), None)
+        if exact is not None:
+            return exact
+        patterns = sorted((a for a in aliases if a.name.endswith("*")), key=lambda a: -len(a.name))
+        return next((a.model for a in patterns if name.startswith(a.name[:-1])), None)
 
     def _load(self, entry: ModelEntry, log_failure: bool = False) -> None:
         """Resolve and load one model (blocking), leaving it ready or failed with a one-line reason."""

@@ -1,17 +1,20 @@
-"""Thin HTTP handlers: decode, look up the model, hand over to ``streaming``; errors are raised, not built."""
+"""Thin HTTP handlers: decode, look up the model, hand over to its dialect; errors are raised, not built."""
 
 from __future__ import annotations
 
 from importlib.resources import files
 
-from litestar import Request, Response, get, post
+from litestar import Request, Response, get, head, post
 from litestar.response import Stream
 
 from adapters.base import ModelInfo
 
-from .completions import collect_completion, open_completion
+from .dialects.chat import collect, open_chat, to_params
+from .dialects.completions import collect_completion, open_completion
 from .encoders import create_embeddings, require_kind, rerank
-from .errors import NotFoundError, UnsupportedMediaTypeError
+from .errors import NotFoundError
+from .generation import unless_disconnected
+from .json_body import json_body
 from .registry import ModelRegistry
 from .schemas import (
     ChatCompletion,
@@ -29,9 +32,8 @@ from .schemas import (
     decode_embedding_request,
     decode_rerank_request,
 )
-from .streaming import collect, open_chunks, sse, to_params, unless_disconnected
-
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+from .sse import HEADERS as SSE_HEADERS
+from .sse import data_events
 
 
 @post("/v1/chat/completions", status_code=200)
@@ -41,19 +43,18 @@ async def create_chat_completion(
     """Create a chat completion, streamed as server-sent events when ``stream`` is true."""
     # Decoded here rather than by Litestar: strict msgspec decoding makes a wrongly typed field a 400
     # that names the field, where Litestar's lenient decoding would coerce "8" to 8.
-    _require_json(request)
-    chat = decode_chat_request(await request.body())
+    chat = decode_chat_request(await json_body(request))
     adapter = registry.get(chat.model)
     require_kind(adapter.info, "chat")
     timeout = registry.request_timeout(chat.model)
     params = to_params(chat, adapter.info.output_format, registry.spec(chat.model))
     if chat.stream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-        stream = await open_chunks(adapter, params, include_usage, timeout)
-        return Stream(sse(stream), media_type="text/event-stream", headers=_SSE_HEADERS)
+        stream = await open_chat(adapter, params, include_usage, timeout)
+        return Stream(data_events(stream.chunks), media_type="text/event-stream", headers=SSE_HEADERS)
 
     async def complete() -> ChatCompletion:
-        return await collect(await open_chunks(adapter, params, include_usage=True, timeout=timeout))
+        return await collect(await open_chat(adapter, params, include_usage=True, timeout=timeout))
 
     return Response(await unless_disconnected(request, complete()))
 
@@ -61,8 +62,7 @@ async def create_chat_completion(
 @post("/v1/completions", status_code=200)
 async def create_completion(request: Request, registry: ModelRegistry) -> Response[Completion] | Stream:
     """Create a text completion (legacy API) for one prompt or a list; SSE when ``stream`` is true."""
-    _require_json(request)
-    body = decode_completion_request(await request.body())
+    body = decode_completion_request(await json_body(request))
     adapter = registry.get(body.model)
     require_kind(adapter.info, "chat")
     timeout = registry.request_timeout(body.model)
@@ -70,7 +70,7 @@ async def create_completion(request: Request, registry: ModelRegistry) -> Respon
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         stream = await open_completion(adapter, body, include_usage, timeout, model)
-        return Stream(sse(stream), media_type="text/event-stream", headers=_SSE_HEADERS)
+        return Stream(data_events(stream.chunks), media_type="text/event-stream", headers=SSE_HEADERS)
 
     async def complete() -> Completion:
         return await collect_completion(await open_completion(adapter, body, True, timeout, model))
@@ -81,8 +81,7 @@ async def create_completion(request: Request, registry: ModelRegistry) -> Respon
 @post("/v1/embeddings", status_code=200)
 async def create_embedding(request: Request, registry: ModelRegistry) -> Response[CreateEmbeddingResponse]:
     """Embed a string, a list of strings or token arrays with an embedding model."""
-    _require_json(request)
-    body = decode_embedding_request(await request.body())
+    body = decode_embedding_request(await json_body(request))
     adapter = registry.get(body.model)
     work = create_embeddings(adapter, body, registry.request_timeout(body.model))
     return Response(await unless_disconnected(request, work))
@@ -91,22 +90,10 @@ async def create_embedding(request: Request, registry: ModelRegistry) -> Respons
 @post(["/v1/rerank", "/rerank"], status_code=200)
 async def create_rerank(request: Request, registry: ModelRegistry) -> Response[RerankResponse]:
     """Order documents by relevance to a query with a rerank (cross-encoder) model."""
-    _require_json(request)
-    body = decode_rerank_request(await request.body())
+    body = decode_rerank_request(await json_body(request))
     adapter = registry.get(body.model)
     work = rerank(adapter, body, registry.request_timeout(body.model))
     return Response(await unless_disconnected(request, work))
-
-
-def _require_json(request: Request) -> None:
-    """A body sent as a form or multipart is a client mistake (``curl -d`` without a JSON content
-    type): say so with 415 rather than a confusing parse error. No content type is taken as JSON."""
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-        raise UnsupportedMediaTypeError(
-            f"Unsupported content type '{media_type}': send the body as JSON with "
-            "'Content-Type: application/json'."
-        )
 
 
 def _model(info: ModelInfo) -> Model:
@@ -124,7 +111,7 @@ def _model(info: ModelInfo) -> Model:
 @get("/v1/models")
 async def list_models(registry: ModelRegistry) -> ModelList:
     """List the models this server serves."""
-    return ModelList(data=[_model(info) for info in registry.models()])
+    return ModelList(data=[_model(info) for info in [*registry.models(), *registry.listed_aliases()]])
 
 
 @get("/v1/models/{model_id:path}")
@@ -159,8 +146,17 @@ async def chat_page(request: Request) -> Response[bytes]:
     return Response(_CHAT_PAGE.read_bytes(), media_type="text/html; charset=utf-8")
 
 
+@head("/", include_in_schema=False, media_type="text/html")
+async def chat_page_head(request: Request) -> None:
+    """``HEAD /`` as ``GET /`` answers, without the page: Claude Code sends it first to see that the
+    server is there, and a 405 reads as a broken server in logs."""
+    if not request.app.state.config.chat_page:
+        raise NotFoundError("No chat page here: the server runs with --no-chat-page.")
+
+
 ROUTES = [
     chat_page,
+    chat_page_head,
     create_chat_completion,
     create_completion,
     create_embedding,

@@ -132,6 +132,9 @@ class ResponseFormatJSONSchema(Wire, kw_only=True, tag_field="type", tag="json_s
 ResponseFormat = ResponseFormatText | ResponseFormatJSONObject | ResponseFormatJSONSchema
 
 
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+
+
 class StreamOptions(Wire, kw_only=True):
     include_usage: bool = False
 
@@ -170,7 +173,6 @@ class ChatCompletionRequest(Wire, kw_only=True):
     safety_identifier: str | None = None
     prediction: dict[str, Any] | None = None
     """A hint for speculative decoding; the output is the same without it."""
-    reasoning_effort: str | None = None
     verbosity: str | None = None
     # Refused when set (400 unsupported_parameter): ignoring them would change the answer silently.
     logit_bias: dict[str, float] | None = None
@@ -189,7 +191,12 @@ class ChatCompletionRequest(Wire, kw_only=True):
     max_ngram_size: Annotated[int, Meta(ge=1, le=64)] | None = None
     """Prompt-lookup decoding: the longest n-gram matched against the prompt."""
     chat_template_kwargs: dict[str, Any] | None = None
-    """Variables for the chat template, from an allow-list (``enable_thinking``), as in vLLM."""
+    """Variables for the chat template, from an allow-list (``enable_thinking``, ``thinking``,
+    ``reasoning_effort``), as in vLLM."""
+    reasoning_effort: ReasoningEffort | None = None
+    """OpenAI's field, given to the chat template as ``reasoning_effort`` (gpt-oss reads it); ``none``,
+    ``minimal`` and ``low`` also set ``enable_thinking`` false (Qwen3's switch). ``chat_template_kwargs``
+    wins over both; a template that reads neither ignores it."""
 
 
 class CompletionRequest(Wire, kw_only=True):

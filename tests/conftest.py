@@ -34,8 +34,20 @@ SUPERVISED_STALL_TIMEOUT = 5
 
 ADMIN_KEY = "test-admin-key"
 
+LISTED_ALIAS = "gpt-4o-mini"
+"""An alias of the demo model that ``/v1/models`` lists; ``claude-*`` is another, a pattern, unlisted."""
+
 SERVER_CONFIG = f"""
 admin_key = "{ADMIN_KEY}"
+
+[[aliases]]
+name = "{LISTED_ALIAS}"
+model = "{DEMO}"
+listed = true
+
+[[aliases]]
+name = "claude-*"
+model = "{DEMO}"
 
 [[models]]
 id = "{DEMO}"

@@ -25,9 +25,11 @@ TOOLS_MODEL = "smollm2-tools"
 TOOLS_TEMPLATE = Path(__file__).parent.parent / "examples" / "chat_templates" / "chatml-tools.jinja"
 REASONING_MODEL = "smollm2-reasoning"
 # A template in DeepSeek-R1's manner: the generation prompt opens the think block, unless the client
-# turns thinking off (then the block is opened and closed empty, as Qwen3's template does).
+# turns thinking off (then the block is opened and closed empty, as Qwen3's template does). Like
+# gpt-oss's, it writes a given reasoning effort into a system turn.
 REASONING_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if reasoning_effort is defined %}<|im_start|>system\nReasoning: {{ reasoning_effort }}<|im_end|>\n"
+    "{% endif %}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n"
     "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n"
     "{% else %}<think>\n{% endif %}{% endif %}"
@@ -465,6 +467,21 @@ def test_reasoning_goes_to_reasoning_content(client: openai.OpenAI, extra_models
         if chunk.choices
     )
     assert reasoning == message.model_extra["reasoning_content"]
+
+
+def test_reasoning_effort_reaches_the_template(client: openai.OpenAI, http: httpx.Client, extra_models):
+    """``reasoning_effort`` is a template variable too (gpt-oss's template reads it): the prompt the
+    model read is the one ``/tokenize`` makes with that variable, and not the one without it."""
+    messages = [{"role": "user", "content": "Hi"}]
+
+    def tokenized(**kwargs) -> int:
+        body = {"model": REASONING_MODEL, "messages": messages, "chat_template_kwargs": kwargs}
+        return http.post("/tokenize", json=body).raise_for_status().json()["count"]
+
+    answer = client.chat.completions.create(
+        model=REASONING_MODEL, messages=messages, max_tokens=5, temperature=0, reasoning_effort="high"
+    )
+    assert answer.usage.prompt_tokens == tokenized(reasoning_effort="high") != tokenized()
 
 
 def test_thinking_off_leaves_content(client: openai.OpenAI, extra_models):

@@ -26,6 +26,9 @@ def test_page_is_served(http: httpx.Client):
     for element in ('id="model"', 'id="prompt"', 'id="send"', 'id="stop"'):
         assert element in page
     assert "/v1/chat/completions" in page and "stream_options" in page
+    # HEAD, which Claude Code sends first, answers as GET does, without the page.
+    probe = http.head("/")
+    assert probe.status_code == 200 and not probe.content
 
 
 def test_page_loads_nothing_from_elsewhere(http: httpx.Client):
@@ -51,3 +54,4 @@ def test_no_chat_page_flag():
         response = client.get("/")
         assert response.status_code == 404
         assert "--no-chat-page" in response.json()["error"]["message"]
+        assert client.head("/").status_code == 404

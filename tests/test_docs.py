@@ -12,6 +12,9 @@ from msgspec import Meta, Struct
 
 from gateway import config_reference
 from gateway.config_reference import describe_type, field_docs
+from gateway.dialects.messages.wire import CountTokensRequest, MessageCreateRequest
+from gateway.dialects.responses.wire import ResponseCreateRequest
+from gateway.dialects.tokenize import DetokenizeRequest, TokenizeRequest
 from gateway.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -58,7 +61,7 @@ def test_a_field_without_a_docstring_stops_the_reference():
 
 def _section(page: str, route: str) -> str:
     """The text under the ``##`` heading that names ``route``, up to the next ``##`` heading."""
-    match = re.search(rf"^## `{re.escape(route)}`\n(.*?)(?=^## |\Z)", page, re.MULTILINE | re.DOTALL)
+    match = re.search(rf"^## `{re.escape(route)}`[^\n]*\n(.*?)(?=^## |\Z)", page, re.MULTILINE | re.DOTALL)
     assert match, f"docs/api.md has no section '## `{route}`'"
     return match.group(1)
 
@@ -70,6 +73,11 @@ def _section(page: str, route: str) -> str:
         (CompletionRequest, "POST /v1/completions"),
         (EmbeddingRequest, "POST /v1/embeddings"),
         (RerankRequest, "POST /v1/rerank"),
+        (ResponseCreateRequest, "POST /v1/responses"),
+        (MessageCreateRequest, "POST /v1/messages"),
+        (CountTokensRequest, "POST /v1/messages/count_tokens"),
+        (TokenizeRequest, "POST /tokenize"),
+        (DetokenizeRequest, "POST /tokenize"),
     ],
 )
 def test_every_request_field_is_in_the_api_reference(request_type, route):

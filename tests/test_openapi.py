@@ -115,20 +115,36 @@ CHECKS = [
 ]
 
 
+# The generating operations and the fields that bound their answers.
+GENERATING = {
+    "/v1/chat/completions": ("max_tokens", "max_completion_tokens"),
+    "/v1/responses": ("max_output_tokens",),
+    "/responses": ("max_output_tokens",),
+    "/v1/messages": ("max_tokens",),
+    "/messages": ("max_tokens",),
+}
+COUNTING = {"/v1/messages/count_tokens", "/messages/count_tokens", "/v1/tokenize", "/tokenize"}
+
+
 def short_chats(context, body):
-    """``map_body`` hook: chat requests go to the served model and stay short; other bodies pass as made."""
-    if context.operation.path != "/v1/chat/completions" or not isinstance(body, dict):
+    """``map_body`` hook: generating requests go to the served model and stay short; counting ones go to
+    the served model; other bodies pass as made."""
+    path = context.operation.path
+    if not isinstance(body, dict) or (path not in GENERATING and path not in COUNTING):
         return body
     if isinstance(body.get("model"), str):
         body["model"] = DEMO
+    if path in COUNTING:
+        return body
     capped = False
-    for field in ("max_tokens", "max_completion_tokens"):
+    for field in GENERATING[path]:
         value = body.get(field)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             body[field] = min(value, MAX_TOKENS)
             capped = True
-    if not capped:  # absent or null: the answer could run to the end of the context window
-        body["max_tokens"] = MAX_TOKENS
+    first = GENERATING[path][0]
+    if not capped and body.get(first) is None:  # absent or null: the answer could run to the end of the
+        body[first] = MAX_TOKENS  # context window (an invalid value is left for the server to refuse)
     return body
 
 
@@ -166,7 +182,8 @@ def test_server_holds_to_its_document(server_root):
             continue
         negated.append(operation.label)
     assert "POST /v1/chat/completions" in fuzzed and "GET /admin/models" in fuzzed
-    assert "POST /v1/chat/completions" in negated
+    for label in ("POST /v1/chat/completions", "POST /v1/responses", "POST /v1/messages", "POST /tokenize"):
+        assert label in negated
     assert not any(label.startswith(("POST /admin", "DELETE /admin")) for label in fuzzed)
 
 

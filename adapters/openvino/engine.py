@@ -92,7 +92,7 @@ class TextSequence:
             reason = "stop" if self.stops.stopped else self.last_reason
             if reason == "stop" and self.parser is not None and self.parser.made_calls:
                 reason = "tool_calls"
-            events.append(Finished(self.index, reason))
+            events.append(Finished(self.index, reason, self.stops.matched))
         return events
 
     def _events(self, pieces: list[Piece]) -> list[Event]:

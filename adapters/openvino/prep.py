@@ -32,6 +32,7 @@ from ..base import (
     InvalidConstraintError,
     InvalidConversationError,
     OutputFormat,
+    PromptTooLongError,
     ReasoningFormat,
     first_line,
 )
@@ -39,6 +40,7 @@ from ..channel import (
     Add,
     BlockingFrames,
     ChannelClosedError,
+    Counted,
     LoadFailed,
     Prepared,
     Ready,
@@ -96,12 +98,18 @@ class Preparer:
         self.reasoning = reasoning
         self._checker: Any = None
 
-    def prepare(self, message: Add) -> Prepared | Rejected:
+    def prepare(self, message: Add) -> Prepared | Counted | Rejected:
         from .prompt import prepare_prompt
 
         params = message.params
         try:
-            prompt = prepare_prompt(self.tokenizer, params, self.spec.context_length)
+            if params.decode_ids is not None:
+                text = self.tokenizer.decode(list(params.decode_ids), skip_special_tokens=False)
+                return Counted(message.request_id, list(params.decode_ids), text)
+            limit = None if params.prompt_only else self.spec.context_length
+            prompt = prepare_prompt(self.tokenizer, params, limit)
+            if params.prompt_only:
+                return self._counted(message.request_id, prompt)
             if params.constraint is not None:
                 self._check(params.constraint, params.constraint_param)
         except AdapterError as exc:
@@ -116,6 +124,17 @@ class Preparer:
         settings = dataclasses.replace(params, messages=(), tools=(), prompt="" if raw else None)
         opened = not raw and reasoning_opened(prompt.text, self.reasoning)
         return Prepared(message.request_id, prompt.ids, prompt.budget, settings, opened)
+
+    def _counted(self, request_id: int, prompt: Any) -> Counted:
+        """A prompt_only request's tokens. openvino-genai's tokenizer from a GGUF cuts every encoding at
+        the model's context length, so a prompt that reaches it cannot be listed whole: that is a
+        ``PromptTooLongError`` with the count made in pieces, as for a generation."""
+        from .prompt import count_in_pieces
+
+        limit = self.spec.context_length
+        if limit is not None and len(prompt.ids) >= limit:
+            raise PromptTooLongError(count_in_pieces(self.tokenizer, prompt.text), 0, limit, True)
+        return Counted(request_id, prompt.ids, prompt.text)
 
     def _check(self, constraint: Constraint, param: str) -> None:
         """Compile the constraint on the grammar probe, so a bad one is this client's 400 and never

@@ -58,7 +58,9 @@ def prepare_prompt(tokenizer: Any, params: GenerationParams, context_length: int
     except Exception as exc:  # a tokenizer failure on this input is the input's problem: a 400
         raise InvalidConversationError(f"the messages could not be tokenized: {first_line(exc)}") from exc
     try:
-        budget = completion_budget(context_length, int(ids.get_shape()[-1]), params.max_tokens)
+        budget = completion_budget(
+            context_length, int(ids.get_shape()[-1]), params.max_tokens, params.fit_to_context
+        )
     except PromptTooLongError as exc:
         if exc.prompt_tokens < (context_length or 0):
             raise
@@ -75,12 +77,17 @@ def prepare_prompt(tokenizer: Any, params: GenerationParams, context_length: int
     return PreparedPrompt(ids.data[0].tolist(), budget, text)
 
 
-def completion_budget(context_length: int | None, prompt_tokens: int, max_tokens: int | None) -> int:
-    """Tokens the completion may take; ``PromptTooLongError`` when prompt and completion do not fit."""
+def completion_budget(
+    context_length: int | None, prompt_tokens: int, max_tokens: int | None, fit: bool = False
+) -> int:
+    """Tokens the completion may take; ``PromptTooLongError`` when prompt and completion do not fit
+    (with ``fit``, when not even one completion token fits: ``max_tokens`` is then only a cap)."""
     if context_length is None:
         return max_tokens or FALLBACK_MAX_TOKENS
     available = context_length - prompt_tokens
     requested = max_tokens if max_tokens is not None else max(available, 0)
+    if fit and available > 0:
+        requested = min(requested, available)
     if available <= 0 or requested > available:
         raise PromptTooLongError(prompt_tokens, requested, context_length)
     return requested

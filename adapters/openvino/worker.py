@@ -20,13 +20,14 @@ from typing import Any
 
 import msgspec
 
-from ..base import AdapterError, first_line
+from ..base import AdapterError, PromptTokens, Usage, first_line
 from ..channel import (
     Batch,
     BlockingFrames,
     Cancel,
     ChannelClosedError,
     Close,
+    Counted,
     EngineInbox,
     ForwardedAdd,
     FromPreparer,
@@ -169,6 +170,9 @@ class EngineLoop:
                 message.max_new_tokens,
                 message.reasoning_open,
             )
+        elif isinstance(message, Counted):  # a prompt_only request: it never reaches the pipeline
+            counted = [PromptTokens(message.prompt, message.text), Usage(len(message.prompt), 0)]
+            self.engine.emit(message.request_id, counted)
         elif isinstance(message, Rejected):
             self.engine.emit(message.request_id, failure_from_wire(message.failure))
 

@@ -1,8 +1,8 @@
-"""``/v1/completions`` (legacy text completion) on the one generation path.
+"""OpenAI's legacy text completions (``/v1/completions``) on the one generation path.
 
 Each prompt of a request is one generation of its raw text (no chat template), started through
-``streaming.open_chunks`` like a chat; its chunks are reshaped as ``text_completion`` chunks here, so
-stop strings, timeouts, disconnects, metrics and errors behave exactly as in chat. The prompts are
+``gateway.generation`` like a chat; its events become ``text_completion`` chunks here, so stop strings,
+timeouts, disconnects, metrics and errors behave exactly as in chat. The prompts are
 started together, so they batch in the engine, and their chunks are sent prompt after prompt (those of
 later prompts wait, already generated, in their queues): choice ``i`` of prompt ``p`` is choice
 ``p * n + i``, as OpenAI numbers them.
@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from adapters.base import Adapter, GenerationParams
+from adapters.base import Adapter, Finished, GenerationParams, TextDelta, TokenLogprobs, Usage
 
-from .config import ModelSpec
-from .errors import UnsupportedParameterError
-from .schemas import (
-    ChunkChoice,
+from ..config import ModelSpec
+from ..errors import UnsupportedParameterError
+from ..generation import Generation, start_generation
+from ..sampling import sampling
+from ..schemas import (
     Completion,
     CompletionChoice,
     CompletionLogprobs,
@@ -33,7 +34,7 @@ from .schemas import (
     FinishReason,
     PromptTokensDetails,
 )
-from .streaming import SYSTEM_FINGERPRINT, ChunkStream, open_chunks, sampling
+from .chat import SYSTEM_FINGERPRINT
 
 
 def completion_params(request: CompletionRequest, model: ModelSpec) -> list[GenerationParams]:
@@ -85,14 +86,13 @@ async def open_completion(
     then stopped)."""
     params = completion_params(request, model)
     opened = await asyncio.gather(
-        *(open_chunks(adapter, p, include_usage=True, timeout=timeout) for p in params),
-        return_exceptions=True,
+        *(start_generation(adapter, p, timeout) for p in params), return_exceptions=True
     )
     failure = next((result for result in opened if isinstance(result, BaseException)), None)
-    streams = [result for result in opened if isinstance(result, ChunkStream)]
+    streams = [result for result in opened if isinstance(result, Generation)]
     if failure is not None:
         for stream in streams:
-            await stream.chunks.aclose()
+            await stream.events.aclose()
         raise failure
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -118,7 +118,7 @@ class _Offsets:
 
 
 async def _chunks(
-    streams: list[ChunkStream],
+    streams: list[Generation],
     prompts: list[str],
     request: CompletionRequest,
     include_usage: bool,
@@ -142,20 +142,22 @@ async def _chunks(
 
     async with AsyncExitStack() as stack:
         for stream in streams:  # closed in every case, even those a vanished client never reached
-            await stack.enter_async_context(aclosing(stream.chunks))
+            await stack.enter_async_context(aclosing(stream.events))
         for number, stream in enumerate(streams):
-            async for chat_chunk in stream.chunks:
-                if chat_chunk.usage:
-                    usage = chat_chunk.usage
-                    totals[0] += usage.prompt_tokens
-                    totals[1] += usage.completion_tokens
-                    if usage.prompt_tokens_details:
-                        totals[2] += usage.prompt_tokens_details.cached_tokens
-                for choice in chat_chunk.choices:
-                    index = number * request.n + choice.index
-                    piece = _choice(index, choice, prompts[number], request.echo, offsets)
-                    if piece is not None:
-                        yield chunk(piece)
+            if request.echo:  # the echoed prompt opens each of the prompt's choices
+                for choice in range(request.n):
+                    index = number * request.n + choice
+                    offsets.advance(index, [prompts[number]])
+                    yield chunk(CompletionChoice(text=prompts[number], index=index))
+            async for event in stream.events:
+                if isinstance(event, Usage):
+                    totals[0] += event.prompt_tokens
+                    totals[1] += event.completion_tokens
+                    totals[2] += event.cached_tokens or 0
+                    continue
+                piece = _choice(number * request.n + event.index, event, offsets)
+                if piece is not None:
+                    yield chunk(piece)
     if include_usage:
         final = Completion(
             id=completion_id, created=created, model=model, choices=[], system_fingerprint=SYSTEM_FINGERPRINT
@@ -169,28 +171,23 @@ async def _chunks(
         yield final
 
 
-def _choice(
-    index: int, choice: ChunkChoice, prompt: str, echo: bool, offsets: _Offsets
-) -> CompletionChoice | None:
-    """One chat chunk choice as a text completion choice; ``None`` when it carries nothing to send."""
-    delta = choice.delta
-    if delta.role:  # the opening chunk of a choice: where the echoed prompt goes
-        if not echo:
-            return None
-        offsets.advance(index, [prompt])
-        return CompletionChoice(text=prompt, index=index)
-    logprobs = None
-    if choice.logprobs is not None and choice.logprobs.content:
-        tokens = [item.token for item in choice.logprobs.content]
+def _choice(index: int, event: object, offsets: _Offsets) -> CompletionChoice | None:
+    """One event as a text completion choice; ``None`` for what a text completion does not send (a raw
+    prompt is never parsed for reasoning or tool calls, so those do not come)."""
+    if isinstance(event, TextDelta):
+        return CompletionChoice(text=event.text, index=index) if event.text else None
+    if isinstance(event, TokenLogprobs):
+        count = min(len(event.tokens), len(event.logprobs))
+        tokens = list(event.tokens[:count])
         logprobs = CompletionLogprobs(
             tokens=tokens,
-            token_logprobs=[item.logprob for item in choice.logprobs.content],
+            token_logprobs=list(event.logprobs[:count]),
             text_offset=offsets.advance(index, tokens),
         )
-    text = delta.content if isinstance(delta.content, str) else ""
-    if not text and logprobs is None and choice.finish_reason is None:
-        return None
-    return CompletionChoice(text=text, index=index, logprobs=logprobs, finish_reason=choice.finish_reason)
+        return CompletionChoice(text="", index=index, logprobs=logprobs)
+    if isinstance(event, Finished):
+        return CompletionChoice(text="", index=index, finish_reason=event.reason)
+    return None
 
 
 async def collect_completion(stream: CompletionStream) -> Completion:

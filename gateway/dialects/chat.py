@@ -1,30 +1,25 @@
-"""The one generation path: request -> adapter events -> chunks -> SSE bytes, or collected into one answer.
+"""OpenAI's chat completions: the request as ``GenerationParams``, the events as chunks, one answer.
 
-``open_chunks`` starts generation and waits for the first event before anything is sent, so every
-failure that can happen before generation (unknown model, context too long, queue full, bad template)
-becomes a real HTTP status. ``collect`` builds the non-streaming ``ChatCompletion`` from the very same
-chunks, so both modes produce the same text by construction.
+``open_chat`` starts the generation (``gateway.generation``) and turns its events into
+``ChatCompletionChunk``s; ``collect`` builds the non-streaming ``ChatCompletion`` from the very same
+chunks, so both modes produce the same text by construction. The other OpenAI-style dialects map their
+requests onto a ``ChatCompletionRequest`` and reuse ``to_params``: tools, forced calls, structured
+outputs and sampling are decided here once.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
-from litestar import Request
 
 from adapters.base import (
     Adapter,
-    AdapterError,
     ChatMessage,
-    Event,
     Finished,
     GenerationParams,
     OutputFormat,
@@ -36,20 +31,13 @@ from adapters.base import (
     Usage,
 )
 
-from . import __version__
-from .config import ModelSpec, SpeculativeSettings
-from .errors import (
-    ClientDisconnectedError,
-    OverloadedError,
-    RequestTimeoutError,
-    UnsupportedParameterError,
-    from_adapter_error,
-    to_gateway_error,
-)
-from .logs import PROMPTS_LOGGER
-from .metrics import GenerationRecorder, recorder_for
-from .output_plan import plan_output
-from .schemas import (
+from .. import __version__
+from ..config import ModelSpec
+from ..errors import UnsupportedParameterError
+from ..generation import Generation, start_generation
+from ..output_plan import plan_output
+from ..sampling import sampling
+from ..schemas import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionMessage,
@@ -63,23 +51,13 @@ from .schemas import (
     ChoiceDeltaToolCallFunction,
     ChoiceLogprobs,
     ChunkChoice,
-    CompletionRequest,
     CompletionUsage,
     FinishReason,
     Function,
     PromptTokensDetails,
 )
 
-if TYPE_CHECKING:
-    from .completions import CompletionStream
-
-logger = logging.getLogger(__name__)
-prompt_logger = logging.getLogger(PROMPTS_LOGGER)
-"""Messages and generated text, at debug; silent unless ``log_prompts`` is set (see ``logs.py``)."""
-
 SYSTEM_FINGERPRINT = f"fp_openarc_{__version__}"
-_encoder = msgspec.json.Encoder()
-_T = TypeVar("_T")
 
 # Most chat templates predate OpenAI's "developer" role; it means what "system" means to them.
 _TEMPLATE_ROLES = {"developer": "system"}
@@ -96,7 +74,7 @@ def to_params(
             "(logprobs: true with top_logprobs 0 or absent works)",
             param="top_logprobs",
         )
-    plan = plan_output(request, output_format)
+    plan = plan_output(_with_effort_in_template(request), output_format)
     return GenerationParams(
         messages=tuple(_to_chat_message(i, m) for i, m in enumerate(request.messages)),
         max_tokens=request.max_completion_tokens or request.max_tokens,
@@ -108,6 +86,26 @@ def to_params(
         template_kwargs=plan.template_kwargs or {},
         **sampling(request, model),
     )
+
+
+THINKING_OFF = frozenset({"none", "minimal", "low"})
+"""``reasoning_effort`` values that turn a model's thinking off: OpenAI's lowest efforts, where an
+open model's only control is its template's switch."""
+
+
+def _with_effort_in_template(request: ChatCompletionRequest) -> ChatCompletionRequest:
+    """``reasoning_effort`` as chat template variables, unless the request sets them itself:
+    ``reasoning_effort`` verbatim (gpt-oss's template reads it, as vLLM passes it), and
+    ``enable_thinking`` false for the lowest efforts (Qwen3's and SmolLM3's switch). A template that reads
+    neither ignores both."""
+    effort = request.reasoning_effort
+    if effort is None:
+        return request
+    kwargs = request.chat_template_kwargs or {}
+    added: dict[str, object] = {"reasoning_effort": effort}
+    if effort in THINKING_OFF:
+        added["enable_thinking"] = False
+    return msgspec.structs.replace(request, chat_template_kwargs={**added, **kwargs})
 
 
 _REFUSED = {
@@ -126,61 +124,6 @@ def _refuse_unsupported(request: ChatCompletionRequest) -> None:
             raise UnsupportedParameterError(reason, param=name)
     if request.modalities and set(request.modalities) != {"text"}:
         raise UnsupportedParameterError("only the text modality is supported", param="modalities")
-
-
-def sampling(request: ChatCompletionRequest | CompletionRequest, model: ModelSpec) -> dict[str, Any]:
-    """The sampling settings chat and text completions share, as ``GenerationParams`` fields: what the
-    request sets, else the model's ``sampling`` defaults, else OpenAI's; then speculative decoding's."""
-
-    def setting(name: str, openai_default: float) -> Any:
-        for value in (getattr(request, name), getattr(model.sampling, name)):
-            if value is not None:
-                return value
-        return openai_default
-
-    stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
-    return {
-        "n": request.n,
-        "temperature": setting("temperature", 1.0),
-        "top_p": setting("top_p", 1.0),
-        "top_k": setting("top_k", 0),
-        "min_p": setting("min_p", 0.0),
-        "seed": request.seed,
-        "presence_penalty": request.presence_penalty,
-        "frequency_penalty": request.frequency_penalty,
-        "repetition_penalty": setting("repetition_penalty", 1.0),
-        "stop": stop,
-        "ignore_eos": request.ignore_eos,
-        **_speculation(request, model.speculative),
-    }
-
-
-def _speculation(request: ChatCompletionRequest | CompletionRequest, model: SpeculativeSettings) -> dict:
-    """Speculative decoding's settings for one request: its own, else the model's. Setting them for a
-    model that does not decode speculatively is a 400, not silently nothing."""
-    asked = {
-        name: getattr(request, name)
-        for name in ("num_assistant_tokens", "max_ngram_size")
-        if getattr(request, name) is not None
-    }
-    if model.method == "none" and asked:
-        name = next(iter(asked))
-        raise UnsupportedParameterError(
-            f"{name} needs a model served with speculative decoding (its speculative.method)", param=name
-        )
-    if model.method == "draft_model" and "max_ngram_size" in asked:
-        raise UnsupportedParameterError(
-            "max_ngram_size applies to prompt lookup; this model drafts with a draft model",
-            param="max_ngram_size",
-        )
-    if model.method == "none":
-        return {}
-    return {
-        "num_assistant_tokens": asked.get("num_assistant_tokens", model.num_assistant_tokens),
-        "max_ngram_size": asked.get("max_ngram_size", model.max_ngram_size)
-        if model.method == "prompt_lookup"
-        else None,
-    }
 
 
 def _to_chat_message(index: int, message: ChatCompletionMessageParam) -> ChatMessage:
@@ -220,90 +163,39 @@ class ChunkStream:
     model: str
 
 
-async def open_chunks(
-    adapter: Adapter,
-    params: GenerationParams,
-    include_usage: bool,
-    timeout: float | None,
-    recorder: GenerationRecorder | None = None,
+async def open_chat(
+    adapter: Adapter, params: GenerationParams, include_usage: bool, timeout: float | None
 ) -> ChunkStream:
-    """Start generating and wait for the first event; raise a ``GatewayError`` if generation cannot start.
-
-    ``timeout`` bounds the whole request, queueing included; past it, generation stops and the client
-    gets ``RequestTimeoutError`` (as a status before the first byte, as an error event after it).
-    ``recorder`` receives the generation's timings and token counts; by default, the metrics of the app
-    serving the current request.
-    """
-    recorder = recorder or recorder_for(adapter.info.id)
-    if prompt_logger.isEnabledFor(logging.DEBUG):
-        if params.prompt is not None:
-            prompt_logger.debug("prompt: %s", params.prompt)
-        else:
-            prompt_logger.debug("messages: %s", msgspec.json.encode(params.messages).decode())
-    deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-    events = adapter.stream(params)
-    try:
-        first = await _next_before(events, deadline)
-    except AdapterError as exc:
-        await events.aclose()
-        error = from_adapter_error(exc)
-        if isinstance(error, OverloadedError):
-            recorder.rejected()
-        raise error from exc
-    except BaseException:
-        await events.aclose()
-        raise
+    """Start generating (a ``GatewayError`` if it cannot start) and return the chunks to come."""
+    generation = await start_generation(adapter, params, timeout)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    chunks = _chunks(
-        first, events, deadline, completion_id, created, adapter.info.id, params.n, include_usage, recorder
-    )
-    return ChunkStream(chunks, completion_id, created, adapter.info.id)
+    chunks = chat_chunks(generation, completion_id, created, include_usage)
+    return ChunkStream(chunks, completion_id, created, generation.model)
 
 
-async def _next_before(events: AsyncIterator[Event], deadline: float | None) -> Event | None:
-    """The next event, ``None`` at the end; ``RequestTimeoutError`` once ``deadline`` (loop time) passes."""
-    try:
-        async with asyncio.timeout_at(deadline):
-            return await anext(events, None)
-    except TimeoutError:
-        raise RequestTimeoutError("The request took longer than this model's request_timeout.") from None
-
-
-async def _chunks(
-    first: Event | None,
-    events: AsyncIterator[Event],
-    deadline: float | None,
-    completion_id: str,
-    created: int,
-    model: str,
-    n: int,
-    include_usage: bool,
-    recorder: GenerationRecorder,
+async def chat_chunks(
+    generation: Generation, completion_id: str, created: int, include_usage: bool
 ) -> AsyncIterator[ChatCompletionChunk]:
+    """The generation's events as OpenAI streams them: a role-only delta opening each choice, a chunk
+    per event, and the usage last when asked for."""
     usage_field = None if include_usage else msgspec.UNSET
-    answers: dict[int, list[str]] | None = {} if prompt_logger.isEnabledFor(logging.DEBUG) else None
 
     def chunk(choices: list[ChunkChoice]) -> ChatCompletionChunk:
         return ChatCompletionChunk(
             id=completion_id,
             created=created,
-            model=model,
+            model=generation.model,
             choices=choices,
             system_fingerprint=SYSTEM_FINGERPRINT,
             usage=usage_field,
         )
 
-    # OpenAI opens every choice with a role-only delta.
-    for index in range(n):
+    for index in range(generation.n):
         yield chunk([ChunkChoice(index=index, delta=ChoiceDelta(role="assistant", content=""))])
-    async with aclosing(events):
-        event: Event | None = first
-        while event is not None:
+    async with aclosing(generation.events) as events:
+        async for event in events:
             if isinstance(event, Usage):
-                recorder.finished(event)
-                for index, parts in (answers or {}).items():
-                    prompt_logger.debug("answer %d: %s", index, "".join(parts))
                 if include_usage:
                     final = chunk([])
                     final.usage = _usage(event)
@@ -314,11 +206,7 @@ async def _chunks(
             elif isinstance(event, TokenLogprobs):
                 yield chunk([ChunkChoice(index=event.index, delta=ChoiceDelta(), logprobs=_logprobs(event))])
             else:
-                recorder.text(event.index)
-                if answers is not None:
-                    answers.setdefault(event.index, []).append(_logged(event))
                 yield chunk([ChunkChoice(index=event.index, delta=_delta(event))])
-            event = await _next_before(events, deadline)
 
 
 def _delta(event: TextDelta | ReasoningDelta | ToolCallDelta) -> ChoiceDelta:
@@ -351,12 +239,6 @@ def _logprobs(event: TokenLogprobs) -> ChoiceLogprobs:
             for token, logprob in zip(event.tokens, event.logprobs, strict=False)
         ]
     )
-
-
-def _logged(event: TextDelta | ReasoningDelta | ToolCallDelta) -> str:
-    if isinstance(event, ToolCallDelta):
-        return event.arguments if event.name is None else f"<call {event.name}>{event.arguments}"
-    return event.text
 
 
 def _usage(usage: Usage) -> CompletionUsage:
@@ -443,44 +325,3 @@ class _Answer:
         if self.reasoning is not None:
             message.reasoning_content = "".join(self.reasoning)
         return message
-
-
-async def sse(stream: ChunkStream | CompletionStream) -> AsyncIterator[bytes]:
-    """Frame chunks as OpenAI does: ``data: <json>\\n\\n`` lines, then ``data: [DONE]``.
-
-    Errors after the first byte cannot change the status any more: they become one error event.
-    """
-    try:
-        async with aclosing(stream.chunks) as chunks:
-            async for chunk in chunks:
-                yield b"data: " + _encoder.encode(chunk) + b"\n\n"
-    except Exception as exc:  # noqa: BLE001 - every failure must reach the client as an error event
-        yield b"data: " + _encoder.encode(to_gateway_error(exc).body()) + b"\n\n"
-    yield b"data: [DONE]\n\n"
-
-
-async def unless_disconnected(request: Request, work: Awaitable[_T]) -> _T:
-    """Run ``work`` but cancel it as soon as the client disconnects.
-
-    Litestar does not watch non-streaming handlers for disconnects, so a client that gives up would
-    otherwise keep its generation (and KV cache) running to the end.
-    """
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not task.done():
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        logger.info("client disconnected; generation cancelled")
-        raise ClientDisconnectedError
-    return task.result()
-
-
-async def _wait_for_disconnect(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
