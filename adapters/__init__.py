@@ -1,1 +1,1 @@
-"""Backends behind the gateway. Only ``adapters.openvino_*`` modules import OpenVINO."""
+"""Backends behind the gateway. Only ``adapters.openvino.worker`` (the child processes) imports OpenVINO at module level."""

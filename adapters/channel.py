@@ -31,6 +31,13 @@ MAX_FRAME_BYTES = 1 << 30
 """A frame larger than this is a protocol error (the server caps request bodies far below it)."""
 
 
+PREPARER_EXITED = 3
+"""The engine process's exit code when its prompt preparer died (the server restarts both)."""
+ENGINE_BROKEN = 4
+"""The engine process's exit code after a failed step: its pipeline cannot be trusted (the server
+restarts it)."""
+
+
 # --- messages: server -> engine ---
 
 
@@ -130,6 +137,62 @@ class Batch(msgspec.Struct, tag=True, array_like=True):
 EngineInbox = ForwardedAdd | Cancel | Close
 FromEngine = Ready | LoadFailed | Batch
 FromPreparer = Ready | LoadFailed | Prepared | Counted | Rejected
+
+
+# --- messages: server -> encoder ---
+
+
+class Embed(msgspec.Struct, tag=True, array_like=True):
+    """Embed ``texts`` (the texts of one or more requests, joined by the server's batcher)."""
+
+    batch_id: int
+    texts: list[str | list[int]]
+    """Texts, or token arrays (decoded here with the model's tokenizer)."""
+
+
+class Rerank(msgspec.Struct, tag=True, array_like=True):
+    batch_id: int
+    query: str
+    documents: list[str]
+
+
+class Shutdown(msgspec.Struct, tag=True, array_like=True):
+    pass
+
+
+# --- messages: encoder -> server ---
+
+
+class EncoderReady(msgspec.Struct, tag=True, array_like=True):
+    dimensions: int | None
+    """Embedding size (``None`` for a rerank model)."""
+    max_length: int | None
+    inference_precision: str | None = None
+    """The precision the device computes in (see ``devices.effective_precision``)."""
+
+
+class Embedded(msgspec.Struct, tag=True, array_like=True):
+    batch_id: int
+    vectors: bytes
+    """float32, row-major, one row per text."""
+    tokens: list[int]
+    """Tokens each text took (after truncation)."""
+
+
+class Reranked(msgspec.Struct, tag=True, array_like=True):
+    batch_id: int
+    scores: list[tuple[int, float]]
+    """Every document's (index, relevance score), best first."""
+    tokens: int
+
+
+class BatchFailed(msgspec.Struct, tag=True, array_like=True):
+    batch_id: int
+    failure: Failure
+
+
+ToEncoder = Embed | Rerank | Shutdown
+FromEncoder = EncoderReady | LoadFailed | Embedded | Reranked | BatchFailed
 
 
 _FAILURES = {

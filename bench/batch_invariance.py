@@ -37,9 +37,9 @@ def answers(path: Any, properties: dict[str, Any], prompts: list[str], max_token
     import openvino_genai as ov_genai
 
     from adapters.base import ChatMessage
-    from adapters.openvino.pipeline import scheduler_config
-    from adapters.openvino.prompt import encode_chat
     from adapters.openvino.spec import default_properties
+    from adapters.openvino.worker.pipeline import scheduler_config
+    from adapters.openvino.worker.prompt import encode_chat
 
     scheduler = scheduler_config({"cache_size": 1, "max_num_seqs": 16, "enable_prefix_caching": False})
     pipeline = ov_genai.ContinuousBatchingPipeline(

@@ -13,8 +13,8 @@ from typing import Any
 import openvino_genai as ov_genai
 
 from adapters.base import ChatMessage
-from adapters.openvino.pipeline import scheduler_config, warm_up
-from adapters.openvino.prompt import encode_chat, ids_tensor
+from adapters.openvino.worker.pipeline import scheduler_config, warm_up
+from adapters.openvino.worker.prompt import encode_chat, ids_tensor
 
 from .stats import LevelResult, RequestTiming
 

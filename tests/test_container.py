@@ -97,7 +97,11 @@ def test_image_installs_without_torch(image: Path):
     assert "openarc==" in listed and "openvino-genai==" in listed
     assert "torch==" not in listed and "optimum" not in listed, "the serving image stays light"
     where = subprocess.run(
-        [str(image / "python"), "-c", "import adapters.openvino.worker, gateway; print(gateway.__file__)"],
+        [
+            str(image / "python"),
+            "-c",
+            "import adapters.openvino.worker.loop, gateway; print(gateway.__file__)",
+        ],
         cwd=image,
         capture_output=True,
         text=True,

@@ -26,7 +26,7 @@ import pytest
 from conftest import ADMIN_KEY, DEMO
 from encoder_models import minilm_export, reranker_export
 
-from adapters.openvino.encoder_worker import (
+from adapters.openvino.worker.encoder_loop import (
     EVERY_DOCUMENT,
     normalizes,
     pooling,

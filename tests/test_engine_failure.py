@@ -14,9 +14,9 @@ import openvino_genai as ov_genai
 import pytest
 
 from adapters.base import ChatMessage, EngineUnavailableError, GenerationParams
-from adapters.openvino.pipeline import build_engine
 from adapters.openvino.spec import PipelineSpec
-from adapters.openvino.worker import EngineBrokenError
+from adapters.openvino.worker.engine import EngineBrokenError
+from adapters.openvino.worker.pipeline import build_engine
 from gateway.config import ServerConfig
 from gateway.sources import ensure_demo_model
 

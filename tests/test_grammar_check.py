@@ -11,7 +11,12 @@ import json
 import openvino_genai as ov_genai
 import pytest
 
-from adapters.openvino.grammar_check import PROBE_FILE, GrammarChecker, probe_model_bytes, write_probe_model
+from adapters.openvino.worker.grammar_check import (
+    PROBE_FILE,
+    GrammarChecker,
+    probe_model_bytes,
+    write_probe_model,
+)
 
 S = ov_genai.StructuredOutputConfig
 

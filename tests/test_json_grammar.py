@@ -19,7 +19,7 @@ import openvino_genai as ov_genai
 import pytest
 
 from adapters.json_grammar import json_schema_to_ebnf
-from adapters.openvino.grammar_check import GrammarChecker
+from adapters.openvino.worker.grammar_check import GrammarChecker
 
 # --- a matcher for the EBNF subset json_grammar writes -------------------------------------------------
 

@@ -116,7 +116,9 @@ def test_log_lines_are_json_objects(http, server):
         assert record["level"] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     assert any(r["logger"] == "uvicorn.access" for r in records)
     assert any(r["logger"] == "openarc" and r["message"].startswith("serving ") for r in records)
-    assert any(r["logger"] == "adapters.openvino.pipeline" for r in records), "engine processes log JSON too"
+    assert any(r["logger"] == "adapters.openvino.worker.pipeline" for r in records), (
+        "engine processes log JSON too"
+    )
     server_lines = [
         line
         for line in server[1].read_text().splitlines()

@@ -6,7 +6,7 @@ import uuid
 
 from conftest import DEMO, SEQUENTIAL
 
-from adapters.openvino.prefix_cache import PrefixCacheTracker
+from adapters.openvino.worker.prefix_cache import PrefixCacheTracker
 
 
 def long_prompt() -> list[dict]:

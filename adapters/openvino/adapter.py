@@ -20,7 +20,7 @@ from .spec import PipelineSpec
 
 logger = logging.getLogger(__name__)
 
-_BUILDER = "adapters.openvino.pipeline:build_engine"
+_BUILDER = "adapters.openvino.worker.pipeline:build_engine"
 
 
 def _converted(path: Path, converted_dir: Path, setup_logging: Callable[[], None]) -> Path:

@@ -32,23 +32,21 @@ from ..base import (
 )
 from ..channel import (
     AsyncFrames,
+    BatchFailed,
     BlockingFrames,
     ChannelClosedError,
-    LoadFailed,
-    failure_from_wire,
-    socket_pair,
-)
-from .encoder_worker import (
-    BatchFailed,
     Embed,
     Embedded,
     EncoderReady,
     FromEncoder,
+    LoadFailed,
     Rerank,
     Reranked,
     Shutdown,
-    encoder_main,
+    failure_from_wire,
+    socket_pair,
 )
+from .worker.encoder_loop import encoder_main
 
 logger = logging.getLogger(__name__)
 

@@ -37,6 +37,8 @@ from ..base import (
     Usage,
 )
 from ..channel import (
+    ENGINE_BROKEN,
+    PREPARER_EXITED,
     Add,
     AsyncFrames,
     Batch,
@@ -50,8 +52,8 @@ from ..channel import (
     failure_from_wire,
     socket_pair,
 )
-from .prep import preparer_main
-from .worker import ENGINE_BROKEN, PREPARER_EXITED, engine_main
+from .worker.loop import engine_main
+from .worker.preparer import preparer_main
 
 logger = logging.getLogger(__name__)
 

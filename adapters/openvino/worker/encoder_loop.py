@@ -16,71 +16,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 
-from ..base import AdapterError, InvalidParametersError, ModelLoadError, first_line
-from ..channel import BlockingFrames, ChannelClosedError, Failure, LoadFailed, failure_to_wire
-from .devices import effective_precision
-from .spec import PRECISION_HINT
+from ...base import AdapterError, InvalidParametersError, ModelLoadError, first_line
+from ...channel import (
+    BatchFailed,
+    BlockingFrames,
+    ChannelClosedError,
+    Embed,
+    Embedded,
+    EncoderReady,
+    LoadFailed,
+    Rerank,
+    Reranked,
+    Shutdown,
+    ToEncoder,
+    failure_to_wire,
+)
+from ..devices import effective_precision
+from ..spec import PRECISION_HINT
 
 logger = logging.getLogger(__name__)
 
-
-# --- messages: server -> encoder ---
-
-
-class Embed(msgspec.Struct, tag=True, array_like=True):
-    """Embed ``texts`` (the texts of one or more requests, joined by the server's batcher)."""
-
-    batch_id: int
-    texts: list[str | list[int]]
-    """Texts, or token arrays (decoded here with the model's tokenizer)."""
-
-
-class Rerank(msgspec.Struct, tag=True, array_like=True):
-    batch_id: int
-    query: str
-    documents: list[str]
-
-
-class Shutdown(msgspec.Struct, tag=True, array_like=True):
-    pass
-
-
-# --- messages: encoder -> server ---
-
-
-class EncoderReady(msgspec.Struct, tag=True, array_like=True):
-    dimensions: int | None
-    """Embedding size (``None`` for a rerank model)."""
-    max_length: int | None
-    inference_precision: str | None = None
-    """The precision the device computes in (see ``devices.effective_precision``)."""
-
-
-class Embedded(msgspec.Struct, tag=True, array_like=True):
-    batch_id: int
-    vectors: bytes
-    """float32, row-major, one row per text."""
-    tokens: list[int]
-    """Tokens each text took (after truncation)."""
-
-
-class Reranked(msgspec.Struct, tag=True, array_like=True):
-    batch_id: int
-    scores: list[tuple[int, float]]
-    """Every document's (index, relevance score), best first."""
-    tokens: int
-
-
-class BatchFailed(msgspec.Struct, tag=True, array_like=True):
-    batch_id: int
-    failure: Failure
-
-
-ToEncoder = Embed | Rerank | Shutdown
-FromEncoder = EncoderReady | LoadFailed | Embedded | Reranked | BatchFailed
 
 EVERY_DOCUMENT = 2**31 - 1
 """The rerank pipeline keeps only its config's ``top_n`` best (3 by default): ask for all, cut later."""

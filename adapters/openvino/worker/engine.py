@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import openvino_genai as ov_genai
 
-from ..base import (
+from ...base import (
     AdapterError,
     EngineCounts,
     EngineUnavailableError,
@@ -31,11 +32,10 @@ from ..base import (
     Usage,
     first_line,
 )
-from ..output_parsing import CallStart, Content, OutputParser, Piece, Reasoning
-from ..text import IncrementalDetokenizer, StopMatcher, detokenize_batch
+from ...output_parsing import CallStart, Content, OutputParser, Piece, Reasoning
+from ...text import IncrementalDetokenizer, StopMatcher, detokenize_batch
 from .prefix_cache import PrefixCacheTracker
 from .prompt import generation_config, ids_tensor
-from .worker import EngineBrokenError
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,12 @@ _FINISH_REASONS = {
 
 KEEPS_SPECIAL_TOKENS = {"mistral", "llama3_json"}
 """Tool-call syntaxes whose markers (``[TOOL_CALLS]``, ``<|python_tag|>``) are special tokens."""
+
+
+class EngineBrokenError(Exception):
+    """Raised by an engine's ``step()`` when its pipeline cannot be trusted any more: the loop reports
+    the failed requests and the process exits with ``ENGINE_BROKEN`` so the server starts a new one."""
+
 
 Outcome = list[Event] | AdapterError
 """What one step produced for one request: new events, or the error that ended it."""
@@ -140,6 +146,45 @@ class EngineRequest:
         return ids_tensor(self.prompt)
 
 
+class SteppedEngine(Protocol):
+    """What the engine loop (``loop.EngineLoop``) drives; both engines, continuous-batching and
+    sequential, are one."""
+
+    output_format: OutputFormat
+    inference_precision: str | None
+    pump: Callable[[], None]
+    """Called by an engine that runs a whole generation inside ``step()`` (the sequential one) between
+    two tokens, so the loop can report and take commands; the loop sets it."""
+
+    @property
+    def busy(self) -> bool:
+        """Whether a ``step()`` has work to do."""
+        ...
+
+    @property
+    def running(self) -> int:
+        """Requests generating now (reported to the server)."""
+        ...
+
+    @property
+    def counts(self) -> EngineCounts: ...
+
+    def add(
+        self, request_id: int, params: GenerationParams, prompt: list[int], max_new_tokens: int,
+        reasoning_open: bool = False,
+    ) -> None: ...  # fmt: skip
+
+    def cancel(self, request_id: int) -> None: ...
+
+    def emit(self, request_id: int, outcome: Outcome) -> None: ...
+
+    def take_outbox(self) -> dict[int, Outcome]: ...
+
+    def step(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Engine:
     """What every engine shares: turning a prepared prompt and its ``GenerationParams`` into a request,
     and the outbox. Prompts arrive templated, tokenized and checked against the context window (see
@@ -157,6 +202,8 @@ class Engine:
         """How the model writes tool calls and reasoning; set by the worker from the preparer's finding."""
         self.inference_precision: str | None = None
         """The precision the device computes in, as OpenVINO reports it; set by ``pipeline.build_engine``."""
+        self.pump: Callable[[], None] = lambda: None
+        """See ``SteppedEngine.pump``."""
         self.generated_tokens = 0
         self.speculative_steps = 0
         self.accepted_tokens = 0

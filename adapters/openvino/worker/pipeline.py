@@ -12,14 +12,14 @@ from typing import Any
 import openvino as ov
 import openvino_genai as ov_genai
 
-from ..base import ModelLoadError
-from .devices import effective_precision
+from ...base import ModelLoadError
+from ..devices import effective_precision
+from ..file_lock import exclusive_lock
+from ..model_files import detect_format
+from ..spec import PRECISION_HINT, PipelineSpec, default_properties, device_family
 from .engine import ContinuousBatchingEngine
-from .file_lock import exclusive_lock
-from .model_files import detect_format
 from .prefix_cache import PrefixCacheTracker
 from .sequential import SequentialEngine
-from .spec import PRECISION_HINT, PipelineSpec, default_properties, device_family
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import numpy as np
 import openvino as ov
 import openvino_genai as ov_genai
 
-from ..base import (
+from ...base import (
     AnyOfConstraint,
     ChatMessage,
     Constraint,
@@ -23,7 +23,7 @@ from ..base import (
     TaggedCallsConstraint,
     first_line,
 )
-from ..json_grammar import json_schema_to_ebnf
+from ...json_grammar import json_schema_to_ebnf
 
 FALLBACK_MAX_TOKENS = 4096
 """Completion budget when a model's context length is unknown and the request sets no max_tokens."""

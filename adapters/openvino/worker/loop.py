@@ -20,8 +20,10 @@ from typing import Any
 
 import msgspec
 
-from ..base import AdapterError, PromptTokens, Usage, first_line
-from ..channel import (
+from ...base import AdapterError, PromptTokens, Usage, first_line
+from ...channel import (
+    ENGINE_BROKEN,
+    PREPARER_EXITED,
     Batch,
     BlockingFrames,
     Cancel,
@@ -37,20 +39,12 @@ from ..channel import (
     failure_from_wire,
     failure_to_wire,
 )
+from .engine import EngineBrokenError, SteppedEngine
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 1.0
 """Longest silence while the engine has work, so a long prefill is not taken for a stall."""
-PREPARER_EXITED = 3
-"""The engine's exit code when its prompt preparer died (the server restarts both)."""
-ENGINE_BROKEN = 4
-"""The engine's exit code after a failed step: its pipeline cannot be trusted (the server restarts it)."""
-
-
-class EngineBrokenError(Exception):
-    """Raised by an engine's ``step()`` when its pipeline cannot be trusted any more: the loop reports
-    the failed requests and the process exits with ``ENGINE_BROKEN`` so the server starts a new one."""
 
 
 def engine_main(
@@ -98,7 +92,7 @@ def engine_main(
 class EngineLoop:
     """Receive commands, step the engine, send what it produced; block only when there is nothing to do."""
 
-    def __init__(self, frames: BlockingFrames, preparer: BlockingFrames, engine: Any):
+    def __init__(self, frames: BlockingFrames, preparer: BlockingFrames, engine: SteppedEngine):
         self.frames = frames
         self.preparer = preparer
         self.engine = engine
@@ -106,8 +100,7 @@ class EngineLoop:
         self.closing = False
         self.reported_running = 0
         self.last_report = time.monotonic()
-        if hasattr(engine, "pump"):  # the sequential engine exchanges messages between tokens
-            engine.pump = self.exchange
+        engine.pump = self.exchange
 
     def run(self) -> None:
         while not self.closing:

@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from ..base import (
+from ...base import (
     AdapterError,
     Constraint,
     InvalidConstraintError,
@@ -36,7 +36,7 @@ from ..base import (
     ReasoningFormat,
     first_line,
 )
-from ..channel import (
+from ...channel import (
     Add,
     BlockingFrames,
     ChannelClosedError,
@@ -47,7 +47,7 @@ from ..channel import (
     Rejected,
     failure_to_wire,
 )
-from ..output_parsing import detect_output_format, reasoning_opened
+from ...output_parsing import detect_output_format, reasoning_opened
 
 logger = logging.getLogger(__name__)
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import openvino_genai as ov_genai
 
-from ..base import AdapterError, GenerationFailedError, GenerationParams, InvalidParametersError
+from ...base import AdapterError, GenerationFailedError, GenerationParams, InvalidParametersError
 from .engine import Engine, EngineRequest, TextSequence
 
 logger = logging.getLogger(__name__)
@@ -62,8 +61,6 @@ class SequentialEngine(Engine):
         self.pending: deque[EngineRequest] = deque()
         self.current: EngineRequest | None = None
         self._cancelled_current = False
-        self.pump: Callable[[], None] = lambda: None
-        """Set by the worker: exchange messages with the server while a generation runs."""
 
     @property
     def busy(self) -> bool:
