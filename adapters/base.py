@@ -223,6 +223,7 @@ class Usage(msgspec.Struct, frozen=True, tag=True, array_like=True):
 
     @property
     def total_tokens(self) -> int:
+        """Prompt and completion tokens together (OpenAI's ``total_tokens``)."""
         return self.prompt_tokens + self.completion_tokens
 
 
@@ -308,6 +309,16 @@ class AdapterError(Exception):
 
 
 @dataclass
+class ReasonedError(AdapterError):
+    """An adapter error whose message is its ``reason``: one line, written for the client or the log."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass
 class PromptTooLongError(AdapterError):
     """The prompt plus the requested completion cannot fit in the model's context window."""
 
@@ -327,36 +338,22 @@ class PromptTooLongError(AdapterError):
 
 
 @dataclass
-class InvalidConversationError(AdapterError):
+class InvalidConversationError(ReasonedError):
     """The model's chat template rejected the messages (for example, a role it does not know)."""
-
-    reason: str
-
-    def __str__(self) -> str:
-        return self.reason
 
 
 @dataclass
-class InvalidParametersError(AdapterError):
+class InvalidParametersError(ReasonedError):
     """The backend refused the request's sampling settings (for example a value that is positive as a
     double but 0 as the engine's float32)."""
 
-    reason: str
-
-    def __str__(self) -> str:
-        return self.reason
-
 
 @dataclass
-class InvalidConstraintError(AdapterError):
+class InvalidConstraintError(ReasonedError):
     """The requested output constraint (a JSON schema, a tool's parameters) cannot be compiled into a
     grammar; ``param`` names the request field it came from."""
 
-    reason: str
     param: str
-
-    def __str__(self) -> str:
-        return self.reason
 
 
 @dataclass
@@ -370,25 +367,21 @@ class EngineOverloadedError(AdapterError):
 
 
 @dataclass
-class ModelLoadError(AdapterError):
+class ModelLoadError(ReasonedError):
     """A model could not be loaded; ``reason`` is a one-line, actionable explanation."""
-
-    reason: str
-
-    def __str__(self) -> str:
-        return self.reason
 
 
 @dataclass
-class EngineUnavailableError(AdapterError):
+class EngineUnavailableError(ReasonedError):
     """The engine stopped serving a request it had accepted: it exited or stalled (and is being
     restarted), or the model was unloaded, or the server is shutting down. ``reason`` says which."""
 
-    reason: str
     retry_after: int | None = None
 
-    def __str__(self) -> str:
-        return self.reason
+
+RESTART_RETRY_AFTER = 2
+"""``Retry-After`` (seconds) sent with ``EngineUnavailableError`` to requests cut off by a child process
+failure (engine, preparer, encoder): the registry is restarting it, the first attempt after a second."""
 
 
 @dataclass

@@ -99,7 +99,7 @@ class Failure(msgspec.Struct, tag=True):  # a map, not an array: it shares a uni
 
 class Prepared(msgspec.Struct, tag=True, array_like=True):
     """A request's prompt, templated and tokenized, its completion budget, and its parameters without
-    the messages (the engine never decodes those)."""
+    the messages (the engine never decodes those) and without the constraint, which comes lowered."""
 
     request_id: int
     prompt: list[int]
@@ -107,6 +107,57 @@ class Prepared(msgspec.Struct, tag=True, array_like=True):
     params: GenerationParams
     reasoning_open: bool = False
     """The prompt ends inside an open think block: the output starts as reasoning."""
+    constraint: StructuredOutput | None = None
+    """The request's constraint as the preparer lowered and checked it: the engine only builds it."""
+
+
+# A request's output constraint, lowered once by the preparer (``worker.constraint``): exactly the
+# openvino-genai objects to build, named as openvino-genai names them, each schema already turned into
+# a grammar where OpenArc's compact grammar can express it. The engine only builds these objects.
+
+
+class EBNF(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    grammar: str
+
+
+class JSONSchema(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    schema: str
+
+
+class ConstString(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    text: str
+
+
+class Concat(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    elements: tuple[StructuralTag, ...]
+
+
+class Union(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    elements: tuple[StructuralTag, ...]
+
+
+class Tag(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    begin: str
+    content: StructuralTag
+    end: str
+
+
+class TagsWithSeparator(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    tags: tuple[Tag, ...]
+    separator: str
+    at_least_one: bool
+    stop_after_first: bool
+
+
+StructuralTag = EBNF | JSONSchema | ConstString | Concat | Union | Tag | TagsWithSeparator
+
+
+class StructuredOutput(msgspec.Struct, frozen=True, array_like=True):
+    """An ``ov_genai.StructuredOutputConfig`` to build: exactly one field is set."""
+
+    grammar: str | None = None
+    json_schema: str | None = None
+    structural_tags: StructuralTag | None = None
 
 
 class Counted(msgspec.Struct, tag=True, array_like=True):
@@ -254,9 +305,11 @@ class BlockingFrames:
         self._decoder = msgspec.msgpack.Decoder(receives)
 
     def send(self, message: Any) -> None:
+        """Send one message whole, blocking until the socket has taken all of it."""
         self._sock.sendall(_frame(self._encoder, message))
 
     def fileno(self) -> int:
+        """The socket's descriptor, so that ``select`` can wait on these frames."""
         return self._sock.fileno()
 
     def recv(self) -> Any:
@@ -265,6 +318,7 @@ class BlockingFrames:
         return self._decoder.decode(self._read_exactly(length))
 
     def close(self) -> None:
+        """Close this end of the channel (the other end then reads end-of-file)."""
         self._sock.close()
 
     def _read_exactly(self, size: int) -> bytes:
@@ -312,4 +366,5 @@ class AsyncFrames:
         return self._decoder.decode(body)
 
     def close(self) -> None:
+        """Close the server's end: what is still queued goes out first, without waiting for it here."""
         self._writer.close()

@@ -18,15 +18,15 @@ from pathlib import Path
 import httpx
 import msgspec
 
+from adapters.export.timing import LevelResult, median_run
 from adapters.openvino.spec import default_properties
 from gateway.config import ModelSpec, SchedulerSettings, ServerConfig
+from gateway.harness import serving
 from gateway.sources import resolve_source
 
 from .http_load import concurrency_level, idle_pings, multi_turn, repeated_prompt, stream_chat
 from .memory import cpu_seconds, process_rss_mb, server_memory
 from .report import BenchRun, PeerRun, render
-from .server import serving
-from .stats import LevelResult, median_run
 
 logger = logging.getLogger("bench")
 TOPICS = [
@@ -51,6 +51,7 @@ MODEL_ID = "bench"
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (over HTTP, then on the raw pipeline) and print the report; returns the exit code."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     peer = _run_peer(args, levels) if args.peer else None
     raw_levels: dict[int, LevelResult] = {}
     if not args.no_raw:
-        from .raw import RawPipeline, loaded_path  # late: the server must not share the CPU with it
+        from adapters.export.raw_pipeline import RawPipeline  # late: the server must not share the CPU
+
+        from .raw import loaded_path
 
         loaded = loaded_path(str(path))  # the same files as the server (a GGUF's kept conversion)
         logger.info("raw pipeline in-process: loading %s", loaded)
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def story_prompts(count: int) -> list[str]:  # noqa: N802 - reads as a table
+def story_prompts(count: int) -> list[str]:
+    """``count`` story prompts, cycling through ``TOPICS``: the concurrency sweep's workload."""
     return [f"Write a long story about {TOPICS[i % len(TOPICS)]}." for i in range(count)]
 
 

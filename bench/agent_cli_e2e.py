@@ -19,8 +19,7 @@ import tempfile
 from pathlib import Path
 
 from gateway.config import DEMO_MODEL_ID
-
-from .server import running_server
+from gateway.harness import running_server
 
 ALIASES = {"codex": "openarc-local", "claude": "claude-*"}
 """The name each tool is given (Codex: any name; Claude Code: its own ``claude-...`` names, which a
@@ -103,6 +102,7 @@ def _environment(tool: str, root: str, home: Path) -> dict[str, str]:
 
 
 def run(tool: str, prefix: Path) -> int:
+    """Run ``tool`` on its task against a fresh server and print what happened; 0 when it passed."""
     with tempfile.TemporaryDirectory(prefix=f"openarc-e2e-{tool}-") as scratch:
         folder = Path(scratch)
         home = folder / "home"
@@ -144,6 +144,7 @@ def run(tool: str, prefix: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the check; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m bench.agent_cli_e2e", description=__doc__.split("\n")[0])
     parser.add_argument("tool", choices=sorted(ALIASES))
     parser.add_argument("prefix", type=Path, help="the npm prefix the tool is installed in")

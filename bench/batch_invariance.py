@@ -37,9 +37,9 @@ def answers(path: Any, properties: dict[str, Any], prompts: list[str], max_token
     import openvino_genai as ov_genai
 
     from adapters.base import ChatMessage
+    from adapters.export.raw_pipeline import encode_chat
     from adapters.openvino.spec import default_properties
     from adapters.openvino.worker.pipeline import scheduler_config
-    from adapters.openvino.worker.prompt import encode_chat
 
     scheduler = scheduler_config({"cache_size": 1, "max_num_seqs": 16, "enable_prefix_caching": False})
     pipeline = ov_genai.ContinuousBatchingPipeline(
@@ -57,6 +57,7 @@ def answers(path: Any, properties: dict[str, Any], prompts: list[str], max_token
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Measure every configuration and print the Markdown table."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.batch_invariance", description=__doc__.split("\n")[0]
     )

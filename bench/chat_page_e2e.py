@@ -17,12 +17,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from bench.e2e import headless_chromium, say
-from bench.server import running_server
+from gateway.harness import running_server
 
 CONFIG = '[[models]]\nid = "SmolLM2-135M-Instruct"\nsource = "demo"\n'
 
 
 def main(screenshot: Path) -> None:
+    """Start a server with the demo model and drive its chat page in headless Chromium."""
     workdir = Path(tempfile.mkdtemp(prefix="openarc-e2e-"))
     (workdir / "openarc.toml").write_text(CONFIG)
     with running_server(workdir / "openarc.toml", workdir / "server.log") as root:
@@ -34,6 +35,7 @@ def main(screenshot: Path) -> None:
 
 
 def run(driver: webdriver.Chrome, root: str, screenshot: Path) -> None:
+    """Two questions, then a long answer stopped mid-way, each checked as the user sees it."""
     wait = WebDriverWait(driver, 120)
     driver.get(root + "/")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"))
@@ -58,6 +60,7 @@ def run(driver: webdriver.Chrome, root: str, screenshot: Path) -> None:
 
 
 def ask(driver: webdriver.Chrome, question: str) -> None:
+    """Type ``question`` into the prompt box and send it."""
     box = driver.find_element(By.ID, "prompt")
     box.send_keys(question)
     driver.find_element(By.ID, "send").click()
@@ -65,6 +68,7 @@ def ask(driver: webdriver.Chrome, question: str) -> None:
 
 
 def answers(driver: webdriver.Chrome) -> list:
+    """The assistant turns on the page, oldest first."""
     return driver.find_elements(By.CSS_SELECTOR, ".turn.assistant")
 
 

@@ -32,6 +32,7 @@ def burn(share: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Measure alone and beside the burning process, pinned and not, and print the Markdown table."""
     parser = argparse.ArgumentParser(prog="python -m bench.contention", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo", help="model source (default: the demo model)")
     parser.add_argument("--device", default="CPU")
@@ -41,11 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
 
+    from adapters.export.raw_pipeline import RawPipeline
     from adapters.openvino.spec import default_properties
     from gateway.config import SchedulerSettings
 
     from .__main__ import story_prompts
-    from .raw import RawPipeline, loaded_path
+    from .raw import loaded_path
 
     path = loaded_path(args.model)
     settings = SchedulerSettings(max_num_seqs=max(16, args.concurrency), cache_size=1)

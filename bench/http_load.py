@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from .stats import LevelResult, RequestTiming, percentile
+from adapters.export.timing import LevelResult, RequestTiming, percentile
 
 
 async def stream_chat(
@@ -136,5 +136,6 @@ async def idle_pings(base_url: str, count: int = 20) -> list[float]:
 
 
 def summarize_pings(pings: list[float]) -> str:
+    """Ping latencies as one line: median, 95th percentile and maximum, in milliseconds."""
     p50, p95, top = (percentile(pings, q) * 1000 for q in (50, 95, 100))
     return f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {top:.1f} ms"

@@ -17,11 +17,11 @@ import time
 
 import httpx
 
+from adapters.export.timing import percentile
 from gateway.config import ModelSpec
+from gateway.harness import serving
 
 from .http_load import stream_chat
-from .server import serving
-from .stats import percentile
 
 MODEL_ID = "bench"
 HUGE_REQUESTS = {
@@ -74,6 +74,7 @@ async def measure(base_url: str, model: str, streams: int, max_tokens: int, roun
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Measure against ``--base-url``, or a server started with the demo model, and print the report."""
     parser = argparse.ArgumentParser(prog="python -m bench.huge_prompt", description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", help="a running server (root URL) instead of starting one")
     parser.add_argument("--model-id", default=MODEL_ID)

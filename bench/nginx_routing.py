@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench.e2e import say
-from bench.server import free_port, running_server
+from gateway.harness import free_port, running_server
 
 CONFIG = '[[models]]\nid = "SmolLM2-135M-Instruct"\nsource = "demo"\n'
 MODEL = "SmolLM2-135M-Instruct"
@@ -60,6 +60,7 @@ http {{
 
 
 def main(conversations: int = 4, turns: int = 3) -> None:
+    """Start two replicas and nginx in front of them, then run and check the conversations."""
     work = Path(tempfile.mkdtemp(prefix="openarc-nginx-"))
     (work / "openarc.toml").write_text(CONFIG)
     with (
@@ -72,6 +73,7 @@ def main(conversations: int = 4, turns: int = 3) -> None:
 
 @contextlib.contextmanager
 def nginx(work: Path, replica_a: str, replica_b: str) -> Iterator[str]:
+    """Run nginx in front of the two replicas on a free port; yields its URL, stops it on exit."""
     port = free_port()
     conf = work / "nginx.conf"
     conf.write_text(
@@ -93,6 +95,8 @@ def nginx(work: Path, replica_a: str, replica_b: str) -> Iterator[str]:
 
 
 def check(front: str, conversations: int, turns: int) -> None:
+    """Hold the conversations through nginx; assert that each stays on one replica and its later turns hit
+    the prefix cache."""
     replicas_used: set[str] = set()
     with httpx.Client(base_url=front, timeout=300) as client:
         for number in range(conversations):

@@ -23,8 +23,7 @@ from pathlib import Path
 import httpx
 
 from bench.e2e import headless_chromium, say
-from bench.prometheus import parse, total
-from bench.server import free_port, running_server
+from gateway.harness import free_port, parse, running_server, total
 
 CONFIG = (
     os.environ.get("OPENARC_E2E_CONFIG_EXTRA", "")
@@ -35,6 +34,7 @@ QUESTION = "What is the capital of France?"
 
 
 def main(open_webui: Path, screenshot: Path) -> None:
+    """Start OpenArc and Open WebUI in front of it, run the API checks, then the browser check."""
     work = Path(tempfile.mkdtemp(prefix="openarc-owui-"))
     (work / "openarc.toml").write_text(CONFIG)
     with (
@@ -47,6 +47,7 @@ def main(open_webui: Path, screenshot: Path) -> None:
 
 @contextlib.contextmanager
 def webui(binary: Path, work: Path, openarc: str) -> Iterator[str]:
+    """Run Open WebUI (``binary``) against OpenArc on a free port, offline; yields its URL once healthy."""
     port = free_port()
     env = {
         **os.environ,
@@ -85,6 +86,8 @@ def webui(binary: Path, work: Path, openarc: str) -> Iterator[str]:
 
 
 def api_checks(ui: str, openarc: str) -> str:
+    """The checks through Open WebUI's API (sign-up, models, a streamed answer, a stream left early, a title);
+    returns the user's token."""
     with httpx.Client(base_url=ui, timeout=300) as client:
         user = {"name": "E2E", "email": "e2e@example.com", "password": "e2e-password"}
         token = client.post("/api/v1/auths/signup", json=user).raise_for_status().json()["token"]
@@ -162,6 +165,7 @@ def stop_check(client: httpx.Client, auth: dict[str, str], openarc: str) -> None
 
 
 def running_requests(openarc: str) -> float:
+    """OpenArc's ``openarc_requests_running`` gauge, summed over its models."""
     metrics = httpx.get(f"{openarc}/metrics", timeout=10).raise_for_status().text
     return total(parse(metrics), "openarc_requests_running")
 
@@ -177,6 +181,8 @@ def title_check(client: httpx.Client, auth: dict[str, str]) -> None:
 
 
 def browser_check(ui: str, token: str, screenshot: Path) -> None:
+    """Sign in to Open WebUI with ``token`` in headless Chromium, ask the question in the chat box and save
+    ``screenshot``; no error may show."""
     from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

@@ -87,6 +87,7 @@ def measure(model: Path, tokens: int, piece: int, names: list[str]) -> list[dict
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Measure every model, piece size and configuration, and print the Markdown table."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.precision_quality", description=__doc__.split("\n")[0]
     )

@@ -8,11 +8,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adapters.export.timing import LevelResult, RequestTiming, percentile
 from adapters.openvino.devices import cpu_summary, effective_precision
 from adapters.openvino.spec import precision_hint
 
 from .http_load import summarize_pings
-from .stats import LevelResult, RequestTiming, percentile
 
 MS = 1000
 
@@ -51,6 +51,7 @@ class PeerRun:
 
 
 def ratio(a: float, b: float) -> str:
+    """``a / b`` as ``1.23x``; ``n/a`` when ``b`` is zero or NaN."""
     return f"{a / b:.2f}x" if b and b == b else "n/a"
 
 

@@ -22,10 +22,10 @@ import sys
 import msgspec
 
 from gateway.config import ModelSpec, SchedulerSettings
+from gateway.harness import serving
 
 from .__main__ import story_prompts
 from .http_load import concurrency_level
-from .server import serving
 
 VARIANTS: dict[str, tuple[dict, dict]] = {
     "default": ({}, {}),
@@ -48,6 +48,7 @@ Figures = dict[str, dict[int | str, float]]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Measure the default and each variant (over HTTP, or in this process) and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.settings", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo", help="model source (default: the demo model)")
     parser.add_argument("--device", default="CPU")
@@ -91,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _interleaved(names: list[str], levels: list[int], args: argparse.Namespace) -> Figures:
     """Every variant's raw pipeline loaded side by side; each round runs each level on each in turn."""
+    from adapters.export.raw_pipeline import RawPipeline
     from adapters.openvino.spec import default_properties
 
-    from .raw import RawPipeline, loaded_path
+    from .raw import loaded_path
 
     path = loaded_path(args.model)
     pipelines = {}

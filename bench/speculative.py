@@ -19,10 +19,9 @@ from pathlib import Path
 import httpx
 
 from gateway.config import ModelSpec, SpeculativeSettings
+from gateway.harness import parse, serving, value
 
 from .http_load import stream_chat
-from .prometheus import parse, value
-from .server import serving
 
 PARAGRAPH = (
     "The northern line opened in 1898 with four stations. Trains ran every twenty minutes from six in the "
@@ -41,6 +40,7 @@ WORKLOADS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve the model plain and with prompt lookup, measure each workload on both and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.speculative", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo", help="model source (default: the demo model)")
     parser.add_argument("--device", default="CPU")

@@ -21,14 +21,15 @@ import httpx
 import msgspec
 
 from gateway.config import ModelSpec, ServerConfig
+from gateway.harness import running_server
 
 from .http_load import multi_turn
-from .server import running_server
 
 MS = 1000
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Time fresh starts, warm-up on and off, and the turns' TTFT after each; print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo", help="model source (default: the demo model)")
     parser.add_argument("--device", default="CPU")

@@ -79,6 +79,7 @@ def make_transformers_folder(output: Path, shape: str, tokenizer_from: Path) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Make the transformers folder (unless it exists), export it and print the export's path."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.synthetic_model", description=__doc__.split("\n")[0]
     )

@@ -66,6 +66,7 @@ async def one(
 
 
 async def main() -> None:
+    """Send `count` requests, `concurrency` at a time, and print throughput, latency and TTFT percentiles."""
     client = AsyncOpenAI(base_url=base_url, api_key="not-needed")
     limit = asyncio.Semaphore(concurrency)
     await client.models.list()  # the first request pays for setting up the SDK: not part of any TTFT

@@ -29,6 +29,8 @@ MAX_STEPS = 4
 
 
 class WeatherQuery(BaseModel):
+    """The arguments of `get_weather`."""
+
     # maxLength bounds what a forced call may write: a tiny model might otherwise never close the string.
     city: str = Field(max_length=40, description="The city's name")
     unit: Literal["celsius", "fahrenheit"] = Field(description="The temperature unit")

@@ -30,6 +30,7 @@ PRODUCT = {
 
 
 async def product(number: int) -> dict:
+    """Ask for product `number` under the JSON schema, and parse the record it gets."""
     answer = await client.chat.completions.create(
         model=model,
         messages=[{"role": "user", "content": f"Invent product number {number} for a shop catalogue."}],
@@ -42,6 +43,7 @@ async def product(number: int) -> dict:
 
 
 async def main() -> None:
+    """Generate `count` products at once and print each as a JSON line."""
     for record in await asyncio.gather(*(product(n) for n in range(count))):
         print(json.dumps(record))
 

@@ -81,6 +81,7 @@ async def review(client: AsyncOpenAI, number: int, limit: asyncio.Semaphore) -> 
 
 
 async def main() -> None:
+    """Generate `count` reviews concurrently, write the valid ones as JSON Lines and print a summary."""
     path = os.environ.get("OPENARC_OUTPUT")
     if not path:
         handle, path = tempfile.mkstemp(prefix="openarc-reviews-", suffix=".jsonl")

@@ -36,6 +36,7 @@ tools = [
 
 
 def get_weather(city: str, unit: str) -> str:
+    """The tool the model calls: a made-up forecast for `city`, in `unit`."""
     return f"18 degrees {unit}, sunny, in {city}"
 
 

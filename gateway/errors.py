@@ -26,7 +26,7 @@ from adapters.base import (
     PromptTooLongError,
 )
 
-from .schemas import ErrorBody, ErrorResponse
+from .schemas import ErrorBody, ErrorResponse, ModelState
 
 logger = logging.getLogger(__name__)
 
@@ -45,31 +45,42 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
     def body(self) -> ErrorResponse:
+        """The error as OpenAI's JSON body: ``{"error": {"message", "type", "param", "code"}}``."""
         return ErrorResponse(
             error=ErrorBody(message=self.message, type=self.type, param=self.param, code=self.code)
         )
 
 
 class InvalidRequestError(GatewayError):
+    """400: the request is malformed or asks for something invalid."""
+
     status_code = 400
     type = "invalid_request_error"
 
 
 class UnsupportedParameterError(InvalidRequestError):
+    """400: a parameter OpenArc does not support (or not with this value)."""
+
     code = "unsupported_parameter"
 
 
 class ContextLengthExceededError(InvalidRequestError):
+    """400: the prompt and the completion asked for do not fit the model's context window."""
+
     code = "context_length_exceeded"
 
 
 class NotFoundError(GatewayError):
+    """404: no such route or resource (a stored response; the chat page when it is turned off)."""
+
     status_code = 404
     type = "invalid_request_error"
     code = "not_found"
 
 
 class ModelNotFoundError(NotFoundError):
+    """404: no model is served under the requested id."""
+
     code = "model_not_found"
 
     def __init__(self, model: str):
@@ -77,11 +88,13 @@ class ModelNotFoundError(NotFoundError):
 
 
 class ModelNotReadyError(GatewayError):
+    """503: the model is loading or restarting (retry in 5 seconds), or it failed to load."""
+
     status_code = 503
     type = "server_error"
     code = "model_not_ready"
 
-    def __init__(self, model: str, state: str, reason: str | None = None):
+    def __init__(self, model: str, state: ModelState, reason: str | None = None):
         if state == "loading":
             super().__init__(f"The model '{model}' is loading; retry shortly.", "model", {"Retry-After": "5"})
         elif state == "restarting":
@@ -95,12 +108,16 @@ class ModelNotReadyError(GatewayError):
 
 
 class ConflictError(GatewayError):
+    """409: the request clashes with the server's state (a model id that is already registered)."""
+
     status_code = 409
     type = "invalid_request_error"
     code = "conflict"
 
 
 class AuthenticationError(GatewayError):
+    """401: the API key presented is not accepted (``MissingApiKeyError``: none was presented)."""
+
     status_code = 401
     type = "invalid_request_error"
     code = "invalid_api_key"
@@ -119,36 +136,48 @@ class MissingApiKeyError(AuthenticationError):
 
 
 class MethodNotAllowedError(GatewayError):
+    """405: the route exists, but not for this HTTP method."""
+
     status_code = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
 
 
 class RequestTimeoutError(GatewayError):
+    """408: the request took longer than its model's ``request_timeout``."""
+
     status_code = 408
     type = "timeout_error"
     code = "request_timeout"
 
 
 class PayloadTooLargeError(GatewayError):
+    """413: the body is larger than ``max_request_bytes``."""
+
     status_code = 413
     type = "invalid_request_error"
     code = "request_too_large"
 
 
 class OverloadedError(GatewayError):
+    """429: the model is at capacity; ``Retry-After`` says when to try again."""
+
     status_code = 429
     type = "rate_limit_error"
     code = "server_overloaded"
 
 
 class UnsupportedMediaTypeError(GatewayError):
+    """415: the body was not sent as JSON."""
+
     status_code = 415
     type = "invalid_request_error"
     code = "unsupported_media_type"
 
 
 class ServiceUnavailableError(GatewayError):
+    """503: the model cannot serve the request now (its engine failed, or it is not loaded)."""
+
     status_code = 503
     type = "server_error"
     code = "service_unavailable"
@@ -165,6 +194,8 @@ class ClientDisconnectedError(GatewayError):
 
 
 class InternalServerError(GatewayError):
+    """500: anything unexpected; the client gets this fixed message, the log gets the details."""
+
     status_code = 500
     type = "server_error"
     code = "internal_error"
@@ -250,7 +281,7 @@ _PATH_RE = re.compile(r"at `\$\.?(.*?)`")
 
 
 def _param_from_validation(message: str) -> str | None:
-    """msgspec says "... - at `$.messages[0].role`"; OpenAI's ``param`` is ``messages[0].role``."""
+    """Where msgspec says "... - at `$.messages[0].role`", OpenAI's ``param`` is ``messages[0].role``."""
     match = _PATH_RE.search(message)
     if match:
         return match.group(1) or None

@@ -23,6 +23,8 @@ class RequestIdFilter(logging.Filter):
     """Stamps each record with the id of the request being handled (``None`` outside requests)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Set ``request_id`` and ``request_tag`` (what the text format prints) on the record; keeps
+        every record."""
         rid = current_request_id.get()
         record.request_id = rid
         record.request_tag = f" [{rid}]" if rid else ""
@@ -39,6 +41,7 @@ class JsonFormatter(logging.Formatter):
     _encoder = msgspec.json.Encoder()
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
         entry: dict[str, object] = {
             "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,

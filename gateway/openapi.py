@@ -77,6 +77,7 @@ class Events:
     payload: type
 
     def schema(self) -> dict[str, Any]:
+        """One event's schema: ``data`` a string, the payload's schema referenced under ``x-data-schema``."""
         name = self.payload.__name__
         return {
             "type": "object",

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from adapters.base import AnyOfConstraint, Constraint, JsonConstraint, OutputFormat
-from adapters.output_parsing import forced_call_constraint
+from adapters.output_parsing import DEFAULT_FORCED_FORMAT, forced_call_constraint
 
 from .errors import InvalidRequestError
 from .schemas import (
@@ -30,9 +30,6 @@ from .schemas import (
     ResponseFormatJSONSchema,
 )
 
-DEFAULT_FORCED_FORMAT = "hermes"
-"""The call syntax forced on a model whose template has none of its own."""
-
 TEMPLATE_KWARGS: dict[str, type] = {"enable_thinking": bool, "thinking": bool, "reasoning_effort": str}
 """``chat_template_kwargs`` a client may set, with their types. Anything else is refused: the template
 is code, and arbitrary variables could change what it renders in ways nobody reviewed."""
@@ -40,6 +37,9 @@ is code, and arbitrary variables could change what it renders in ways nobody rev
 
 @dataclass(frozen=True)
 class OutputPlan:
+    """What ``plan_output`` decided: the tools to show the template, the call syntax to parse, the
+    constraint to enforce."""
+
     tools: tuple[dict[str, Any], ...] = ()
     """Tool definitions for the chat template."""
     tool_format: str | None = None

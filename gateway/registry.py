@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import msgspec
 
@@ -25,14 +24,13 @@ from adapters.base import Adapter, AdapterError, EngineCounts, ModelInfo
 from .config import ConfigError, ModelSpec, ServerConfig
 from .errors import ConflictError, ModelNotFoundError, ModelNotReadyError
 from .logs import configure_logging
+from .schemas import ModelState
 from .sources import chat_template_text, resolve_source, servable_path
 
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[ModelSpec, Path, ServerConfig], Adapter]
 """Builds an adapter for a spec, given the model's local path and the server's config (blocking)."""
-
-ModelState = Literal["loading", "ready", "restarting", "failed"]
 
 HEALTHY_RUN_SECONDS = 60.0
 """An engine that served this long before failing starts a fresh count of failures."""

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from adapters.base import FinishReason
+
 MAX_CHOICES = 8
 """Upper bound on ``n``: each choice is a full sequence in the engine."""
 MAX_STOP_SEQUENCES = 4
@@ -139,7 +141,21 @@ class StreamOptions(Wire, kw_only=True):
     include_usage: bool = False
 
 
+# Bounds shared by the request types (chat, completions, and the Responses and Messages dialects), each
+# declared once so the APIs cannot drift apart.
 Penalty = Annotated[float, Meta(ge=-2.0, le=2.0)]
+MaxTokens = Annotated[int, Meta(ge=1, le=MAX_INT32)]
+ChoiceCount = Annotated[int, Meta(ge=1, le=MAX_CHOICES)]
+Seed = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+Stop = str | Annotated[list[str], Meta(max_length=MAX_STOP_SEQUENCES)]
+Temperature = Annotated[float, Meta(ge=0.0, le=2.0)]
+TopLogprobs = Annotated[int, Meta(ge=0, le=20)]
+TopP = Annotated[float, Meta(gt=0.0, le=1.0)]
+TopK = Annotated[int, Meta(ge=0, le=MAX_INT32)]
+MinP = Annotated[float, Meta(ge=0.0, le=1.0)]
+RepetitionPenalty = Annotated[float, Meta(gt=0.0, le=10.0)]
+NumAssistantTokens = Annotated[int, Meta(ge=1, le=64)]
+MaxNgramSize = Annotated[int, Meta(ge=1, le=64)]
 
 
 class ChatCompletionRequest(Wire, kw_only=True):
@@ -149,21 +165,21 @@ class ChatCompletionRequest(Wire, kw_only=True):
     model: str
     frequency_penalty: Penalty = 0.0
     logprobs: bool = False
-    max_completion_tokens: Annotated[int, Meta(ge=1, le=MAX_INT32)] | None = None
-    max_tokens: Annotated[int, Meta(ge=1, le=MAX_INT32)] | None = None
-    n: Annotated[int, Meta(ge=1, le=MAX_CHOICES)] = 1
+    max_completion_tokens: MaxTokens | None = None
+    max_tokens: MaxTokens | None = None
+    n: ChoiceCount = 1
     parallel_tool_calls: bool = True
     presence_penalty: Penalty = 0.0
     response_format: ResponseFormat | None = None
-    seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] | None = None
-    stop: str | Annotated[list[str], Meta(max_length=MAX_STOP_SEQUENCES)] | None = None
+    seed: Seed | None = None
+    stop: Stop | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    temperature: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
+    temperature: Temperature | None = None
     tool_choice: ToolChoice | None = None
     tools: list[ChatCompletionTool] | None = None
-    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
-    top_p: Annotated[float, Meta(gt=0.0, le=1.0)] | None = None
+    top_logprobs: TopLogprobs | None = None
+    top_p: TopP | None = None
     # Accepted and ignored: they do not change what the model generates.
     user: str | None = None
     metadata: dict[str, str] | None = None
@@ -182,13 +198,13 @@ class ChatCompletionRequest(Wire, kw_only=True):
     function_call: str | dict[str, Any] | None = None
     web_search_options: dict[str, Any] | None = None
     # OpenArc extensions (as in vLLM and llama.cpp server).
-    top_k: Annotated[int, Meta(ge=0, le=MAX_INT32)] | None = None
-    min_p: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
-    repetition_penalty: Annotated[float, Meta(gt=0.0, le=10.0)] | None = None
+    top_k: TopK | None = None
+    min_p: MinP | None = None
+    repetition_penalty: RepetitionPenalty | None = None
     ignore_eos: bool = False
-    num_assistant_tokens: Annotated[int, Meta(ge=1, le=64)] | None = None
+    num_assistant_tokens: NumAssistantTokens | None = None
     """Speculative decoding: tokens guessed per step, for a model served with it (as in OVMS)."""
-    max_ngram_size: Annotated[int, Meta(ge=1, le=64)] | None = None
+    max_ngram_size: MaxNgramSize | None = None
     """Prompt-lookup decoding: the longest n-gram matched against the prompt."""
     chat_template_kwargs: dict[str, Any] | None = None
     """Variables for the chat template, from an allow-list (``enable_thinking``, ``thinking``,
@@ -204,28 +220,28 @@ class CompletionRequest(Wire, kw_only=True):
 
     model: str
     prompt: str | Annotated[list[str], Meta(min_length=1, max_length=MAX_PROMPTS)]
-    best_of: Annotated[int, Meta(ge=1, le=MAX_CHOICES)] | None = None
+    best_of: ChoiceCount | None = None
     echo: bool = False
     frequency_penalty: Penalty = 0.0
     logprobs: Annotated[int, Meta(ge=0, le=5)] | None = None
-    max_tokens: Annotated[int, Meta(ge=1, le=MAX_INT32)] | None = 16
+    max_tokens: MaxTokens | None = 16
     """OpenAI's default is 16 tokens; ``null`` lets the completion fill the context window."""
-    n: Annotated[int, Meta(ge=1, le=MAX_CHOICES)] = 1
+    n: ChoiceCount = 1
     presence_penalty: Penalty = 0.0
-    seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] | None = None
-    stop: str | Annotated[list[str], Meta(max_length=MAX_STOP_SEQUENCES)] | None = None
+    seed: Seed | None = None
+    stop: Stop | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     suffix: str | None = None
-    temperature: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
-    top_p: Annotated[float, Meta(gt=0.0, le=1.0)] | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
     user: str | None = None
-    top_k: Annotated[int, Meta(ge=0, le=MAX_INT32)] | None = None
-    min_p: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
-    repetition_penalty: Annotated[float, Meta(gt=0.0, le=10.0)] | None = None
+    top_k: TopK | None = None
+    min_p: MinP | None = None
+    repetition_penalty: RepetitionPenalty | None = None
     ignore_eos: bool = False
-    num_assistant_tokens: Annotated[int, Meta(ge=1, le=64)] | None = None
-    max_ngram_size: Annotated[int, Meta(ge=1, le=64)] | None = None
+    num_assistant_tokens: NumAssistantTokens | None = None
+    max_ngram_size: MaxNgramSize | None = None
 
 
 MAX_EMBEDDING_INPUTS = 2048
@@ -261,8 +277,6 @@ class RerankRequest(Wire, kw_only=True):
 
 
 # --- responses ---------------------------------------------------------------------------------------
-
-FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class PromptTokensDetails(Wire, kw_only=True):
@@ -462,10 +476,13 @@ class ErrorResponse(Wire, kw_only=True):
 
 # --- health --------------------------------------------------------------------------------------------
 
+ModelState = Literal["loading", "ready", "restarting", "failed"]
+"""Where a model is in its life (see ``gateway.registry``); the one definition of the states."""
+
 
 class AdminModel(Wire, kw_only=True):
     id: str
-    state: Literal["loading", "ready", "restarting", "failed", "unloaded"]
+    state: Literal[ModelState, "unloaded"]  # "unloaded": only in the answer to DELETE /admin/models/{id}
     source: str
     device: str
     error: str | None
@@ -498,7 +515,7 @@ class Health(Wire, kw_only=True):
 
 class ModelReadiness(Wire, kw_only=True):
     id: str
-    state: Literal["loading", "ready", "restarting", "failed"]
+    state: ModelState
     reason: str | None = None
 
 
@@ -527,10 +544,12 @@ def decode_completion_request(body: bytes) -> CompletionRequest:
 
 
 def decode_embedding_request(body: bytes) -> EmbeddingRequest:
+    """Strict decoding of a ``/v1/embeddings`` body (see ``decode_request``)."""
     return decode_request(_embedding_request_decoder, body)
 
 
 def decode_rerank_request(body: bytes) -> RerankRequest:
+    """Strict decoding of a ``/v1/rerank`` body (see ``decode_request``)."""
     return decode_request(_rerank_request_decoder, body)
 
 

@@ -12,9 +12,8 @@ import zipfile
 from pathlib import Path
 
 from adapters.base import first_line
-from adapters.openvino.model_files import detect_format
+from adapters.openvino.model_files import detect_format, read_manifest
 
-from .catalog import read_manifest
 from .config import DEMO_SOURCE, ConfigError
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from bench.server import running_server
+from gateway.harness import running_server
 
 DEMO = "SmolLM2-135M-Instruct"
 SMALL_QUEUE = "smollm2-small-queue"

@@ -25,10 +25,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from adapters.export.optimum_intel import MANIFEST
+from helpers import ROOT
+
+from adapters.openvino.model_files import MANIFEST
 from gateway.config import ServerConfig
 
-ROOT = Path(__file__).resolve().parents[1]
 CACHE_ROOT = ServerConfig().cache_path
 """``~/.cache/openarc`` unless configured otherwise: where the tests keep models and exports."""
 

@@ -11,10 +11,10 @@ import openai
 import pytest
 from conftest import DEMO
 
-from bench.server import running_server
 from gateway.auth import exposure_warnings
 from gateway.cli import _parser, build_config
 from gateway.config import ConfigError, ServerConfig
+from gateway.harness import running_server
 
 CONFIG_KEY = "sk-config-key"
 FILE_KEY = "sk-file-key"

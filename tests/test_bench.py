@@ -7,8 +7,7 @@ import sys
 
 import pytest
 from conftest import DEMO
-
-from bench.server import ROOT
+from helpers import ROOT
 
 
 def bench(*args: str) -> str:

@@ -10,11 +10,10 @@ import httpx
 import msgspec
 import pytest
 from conftest import DEMO
+from helpers import ROOT
 from langchain_openai import ChatOpenAI
 from llama_index.core.llms import ChatMessage
 from llama_index.llms.openai_like import OpenAILike
-
-from bench.server import ROOT
 
 QUESTION = "What is the capital of France?"
 

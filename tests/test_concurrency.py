@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import httpx
 import pytest
 from conftest import DEMO, EXACT, SEQUENTIAL, SMALL_QUEUE
+from helpers import wait_for
 
-from bench.prometheus import parse, value
+from gateway.harness import parse, value
 
 TOPICS = ["cats", "the moon", "a lighthouse", "bread", "rivers", "a robot", "winter", "chess"]
 LONG = {"max_tokens": 400, "ignore_eos": True, "temperature": 0}
@@ -19,15 +19,6 @@ LONG = {"max_tokens": 400, "ignore_eos": True, "temperature": 0}
 def generated_tokens(http: httpx.Client, model: str) -> float:
     """What the engine of ``model`` has generated since it started, as /metrics counts it."""
     return value(parse(http.get("/metrics").text), "openarc_generation_tokens_total", model=model)
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll until ``predicate()`` holds; this bounds a wait, it does not assert on speed."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 async def test_concurrent_streams_match_sequential_answers(aclient):

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import ROOT
 
-from bench.server import ROOT, free_port
+from gateway.harness import free_port
 
 CONTAINERFILE = ROOT / "Containerfile"
 

@@ -84,3 +84,31 @@ def test_every_request_field_is_in_the_api_reference(request_type, route):
     section = _section((DOCS / "api.md").read_text(), route)
     missing = [name for name in request_type.__struct_fields__ if f"`{name}`" not in section]
     assert not missing, f"docs/api.md, section {route}: say what OpenArc does with {missing}"
+
+
+def _design_map() -> str:
+    readme = (DOCS.parent / "README.md").read_text()
+    section = readme[readme.index("## Design\n") :]
+    return section[section.index("```\n") + 4 : section.index("\n```", section.index("```\n") + 4)]
+
+
+def test_the_design_map_is_the_folder_tree():
+    """README's design map names every module and package of the code, and nothing that is gone: a
+    newcomer finds the room for a change from it. A package's modules may share one line."""
+    design = _design_map()
+    named = set(re.findall(r"(?<![/\w])([a-z0-9_]+(?:\.py|/))", design))  # not routes (/v1/...)
+    root = DOCS.parent
+    actual = set()
+    for package in ("gateway", "adapters", "bench"):
+        actual.add(f"{package}/")
+        for path in (root / package).rglob("*.py"):
+            if path.name != "__init__.py":
+                actual.add(path.name)
+        actual.update(
+            f"{folder.name}/" for folder in (root / package).rglob("*") if (folder / "__init__.py").is_file()
+        )
+    actual |= {"tests/", *(p.name for p in (root / "tests").glob("*.py") if not p.name.startswith("test_"))}
+    missing = sorted(actual - named)
+    assert not missing, f"README's design map does not name: {missing}"
+    gone = sorted(named - actual - {"docs/"})
+    assert not gone, f"README's design map names what does not exist: {gone}"

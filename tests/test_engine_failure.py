@@ -14,6 +14,7 @@ import openvino_genai as ov_genai
 import pytest
 
 from adapters.base import ChatMessage, EngineUnavailableError, GenerationParams
+from adapters.channel import Prepared
 from adapters.openvino.spec import PipelineSpec
 from adapters.openvino.worker.engine import EngineBrokenError
 from adapters.openvino.worker.pipeline import build_engine
@@ -31,7 +32,7 @@ def engine():
 def test_failed_step_fails_the_batch_and_breaks_the_engine(engine):
     params = GenerationParams(messages=(ChatMessage("user", "hi"),), max_tokens=8)
     prompt = engine.tokenizer.encode("Hello there", add_special_tokens=False).input_ids.data[0].tolist()
-    engine.add(1, params, prompt, 8)
+    engine.add(Prepared(1, prompt, 8, params))
     engine.step()
     poisoned = ov_genai.GenerationConfig()
     poisoned.max_new_tokens = 4

@@ -26,9 +26,10 @@ from encoder_models import (
 )
 from test_admin import AUTH, ask
 
-from adapters.export.optimum_intel import MANIFEST, source_task
+from adapters.export.optimum_intel import source_task
 from adapters.export.precision import precision_census
 from adapters.export.quality import default_text
+from adapters.openvino.model_files import MANIFEST
 from gateway.sources import ensure_demo_model
 
 HAS_BF16 = bool({"avx512_bf16", "amx_bf16"} & set(Path("/proc/cpuinfo").read_text().split()))

@@ -8,7 +8,7 @@ import openai
 import pytest
 from conftest import DEMO, SEQUENTIAL, SMALL_QUEUE
 
-from bench.prometheus import Samples, parse, value
+from gateway.harness import Samples, parse, value
 
 CHAT = [{"role": "user", "content": "Name three colours."}]
 

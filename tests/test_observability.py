@@ -13,7 +13,7 @@ import openai
 import pytest
 from conftest import DEMO
 
-from bench.server import running_server
+from gateway.harness import running_server
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 CHAT = {"model": DEMO, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 3}

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ADMIN_KEY, DEMO, EXACT
+from helpers import ROOT
 
-from bench.server import ROOT
 from gateway.cli import _parser, build_config
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}

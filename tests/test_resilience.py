@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 from conftest import ADMIN_KEY, DEMO, SUPERVISED, SUPERVISED_STALL_TIMEOUT
-from test_concurrency import wait_for
+from helpers import wait_for
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 GOOD = {"model": DEMO, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 5}

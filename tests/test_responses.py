@@ -390,7 +390,7 @@ def test_stored_responses_survive_a_kill_during_writes(tmp_path):
     import sqlite3
     import threading
 
-    from bench.server import running_server
+    from gateway.harness import running_server
 
     store = tmp_path / "responses.sqlite3"
     config = tmp_path / "openarc.toml"

@@ -17,7 +17,7 @@ import httpx
 import psutil
 from conftest import DEMO
 
-from bench.server import running_server
+from gateway.harness import running_server
 
 MARGIN = 30
 """Seconds allowed past the grace period for the lifespan shutdown to stop the engines and exit."""

@@ -10,7 +10,7 @@ import openai
 import pytest
 from conftest import ADMIN_KEY, DEMO, EXACT
 
-from bench.prometheus import Samples, parse, value
+from gateway.harness import Samples, parse, value
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 PROMPT_LOOKUP = "smollm2-prompt-lookup"

@@ -75,7 +75,7 @@ def test_an_alias_to_a_model_that_is_not_configured_stops_start_up(tmp_path):
     import subprocess
     import sys
 
-    from bench.server import ROOT
+    from helpers import ROOT
 
     config = tmp_path / "openarc.toml"
     config.write_text('[[aliases]]\nname = "gpt-4o"\nmodel = "nowhere"\n')

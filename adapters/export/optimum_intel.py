@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..base import first_line
-from ..openvino.model_files import detect_format
+from ..openvino.model_files import MANIFEST, TASKS, Task, detect_format, detect_task
 from .gguf_source import (
     TOKENIZER_SAMPLES,
     gguf_to_transformers,
@@ -37,11 +37,10 @@ from .gguf_source import (
     tokenizer_mismatches,
 )
 from .precision import precision_census
-from .tasks import OPTIMUM_TASKS, TASKS, Task, copy_sentence_transformers_files, detect_task
+from .tasks import OPTIMUM_TASKS, copy_sentence_transformers_files
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "openarc-export.json"
 WeightFormat = Literal["fp32", "fp16", "int8", "int4"]
 _GROUP_SIZES = (128, 64, 32, 16, 8)
 

@@ -51,6 +51,7 @@ class PrecisionCensus:
     """Size of ``openvino_model.xml`` and ``openvino_model.bin`` together."""
 
     def as_dict(self) -> dict[str, Any]:
+        """The census as plain JSON types: what the export manifest records under ``precision``."""
         return {
             "parameters": self.parameters,
             "weights": self.weights,

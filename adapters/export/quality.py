@@ -77,6 +77,7 @@ class Variant:
 
     @property
     def label(self) -> str:
+        """How reports name the variant: its folder's name, with the precision unless it is ``auto``."""
         return self.path.name if self.precision == "auto" else f"{self.path.name} ({self.precision})"
 
 
@@ -243,6 +244,7 @@ class ReferenceRun:
         )
 
     def close(self) -> None:
+        """Drop the stored log-probabilities and delete the file that held them."""
         del self.log_probs
         self._file.close()
 

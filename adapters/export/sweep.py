@@ -13,7 +13,8 @@ import json
 import logging
 from pathlib import Path
 
-from .optimum_intel import MANIFEST, PRESETS, ExportOptions
+from ..openvino.model_files import MANIFEST
+from .optimum_intel import PRESETS, ExportOptions
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
-"""What an export is for: chat (text generation), embeddings (feature extraction) or reranking.
+"""How each task (``model_files.Task``: chat, embeddings, reranking) is exported.
 
 The task picks optimum-intel's exporter and model class, which compression options make sense, and which
-files besides the IR the server needs. It is recorded in the manifest as ``options.task``. Reads only
-small JSON files; no OpenVINO, optimum or torch here.
+files besides the IR the server needs. It is recorded in the manifest as ``options.task``; telling a
+folder's task is ``model_files.detect_task``. Reads only small JSON files; no OpenVINO, optimum or torch
+here.
 """
 
 from __future__ import annotations
@@ -11,13 +12,10 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Literal
+
+from ..openvino.model_files import Task
 
 logger = logging.getLogger(__name__)
-
-Task = Literal["text-generation", "feature-extraction", "text-classification"]
-TASKS: tuple[Task, ...] = ("text-generation", "feature-extraction", "text-classification")
-ENCODER_TASKS: tuple[Task, ...] = ("feature-extraction", "text-classification")
 
 # optimum-intel's export task and model class for each task. Decoders are exported with the KV cache,
 # which openvino-genai's LLM pipelines require.
@@ -36,29 +34,6 @@ SENTENCE_TRANSFORMERS_FILES = (
 )
 # Modules openvino-genai's TextEmbeddingPipeline can reproduce (the transformer is the IR itself).
 _SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
-
-
-def detect_task(model_dir: Path) -> Task:
-    """The task a transformers folder was made for, from its ``config.json`` and ``modules.json``.
-
-    A sequence-classification head is a reranker (a cross-encoder); a sentence-transformers folder or a
-    bare encoder (``BertModel``, ``XLMRobertaModel``…) gives embeddings; anything else generates text.
-    """
-    try:
-        config = json.loads((model_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        config = {}
-    architectures = config.get("architectures") or []
-    if any(name.endswith("ForSequenceClassification") for name in architectures):
-        return "text-classification"
-    if (model_dir / "modules.json").is_file() or any(name.endswith("Model") for name in architectures):
-        return "feature-extraction"
-    return "text-generation"
-
-
-def manifest_task(manifest: dict) -> Task:
-    """The task an export's manifest records; exports made before tasks existed are chat models."""
-    return manifest.get("options", {}).get("task", "text-generation")
 
 
 def copy_sentence_transformers_files(model_dir: Path, output: Path) -> list[str]:

@@ -1,6 +1,8 @@
-"""Facts about a model on disk that are needed before (or without) loading it: format and context length.
+"""Facts about a model on disk that are needed before (or without) loading it: its format, its task
+(chat, embedding, rerank), its context length, its export manifest and its size.
 
-Reads only file headers and small JSON files, so it costs milliseconds and needs no OpenVINO.
+Reads only file headers and small JSON files, so it costs milliseconds and needs no OpenVINO. The export
+package (``adapters.export``) writes the manifest and reads these same facts from here.
 """
 
 from __future__ import annotations
@@ -11,6 +13,14 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 ModelFormat = Literal["gguf", "openvino-ir", "transformers"]
+
+Task = Literal["text-generation", "feature-extraction", "text-classification"]
+"""What a model was made for; it picks optimum-intel's exporter and the server's kind of model."""
+TASKS: tuple[Task, ...] = ("text-generation", "feature-extraction", "text-classification")
+ENCODER_TASKS: tuple[Task, ...] = ("feature-extraction", "text-classification")
+
+MANIFEST = "openarc-export.json"
+"""The file ``openarc export`` writes beside an export: its source, preset, options (task included)."""
 
 _GGUF_MAGIC = b"GGUF"
 # GGUF metadata value types (see the GGUF spec): fixed-size scalars by type id, then string/array.
@@ -111,16 +121,53 @@ def _skip_value(f: BinaryIO, value_type: int) -> None:
 def detect_kind(path: Path) -> str:
     """``chat``, ``embedding`` or ``rerank``, from the export's own files: the task its manifest records
     (an OpenArc export), else what its config.json architecture is for; a GGUF file is chat."""
-    from ..export.tasks import detect_task, manifest_task
-
     if path.is_file():
         return "chat"
-    try:
-        manifest = json.loads((path / "openarc-export.json").read_text())
-    except (OSError, ValueError):
-        manifest = None
-    task = manifest_task(manifest) if isinstance(manifest, dict) else detect_task(path)
+    manifest = read_manifest(path)
+    task = manifest_task(manifest) if manifest is not None else detect_task(path)
     return _TASK_KINDS[task]
+
+
+def detect_task(model_dir: Path) -> Task:
+    """The task a transformers folder was made for, from its ``config.json`` and ``modules.json``.
+
+    A sequence-classification head is a reranker (a cross-encoder); a sentence-transformers folder or a
+    bare encoder (``BertModel``, ``XLMRobertaModel``…) gives embeddings; anything else generates text.
+    """
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    architectures = config.get("architectures") or []
+    if any(name.endswith("ForSequenceClassification") for name in architectures):
+        return "text-classification"
+    if (model_dir / "modules.json").is_file() or any(name.endswith("Model") for name in architectures):
+        return "feature-extraction"
+    return "text-generation"
+
+
+def manifest_task(manifest: dict) -> Task:
+    """The task an export's manifest records; exports made before tasks existed are chat models."""
+    return manifest.get("options", {}).get("task", "text-generation")
+
+
+def read_manifest(path: Path) -> dict | None:
+    """The export manifest of a folder, if it has a readable one."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def disk_size(path: Path) -> int | None:
+    """Bytes a model file or folder takes on disk."""
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    except OSError:
+        return None
 
 
 _TASK_KINDS = {"text-generation": "chat", "feature-extraction": "embedding", "text-classification": "rerank"}

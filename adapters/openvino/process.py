@@ -6,7 +6,8 @@ overslept by 66 ms at p50 and 626 ms at worst, the length of a step, so every HT
 health check waited for inference. In its own process the engine cannot block the event loop.
 
 This module imports no OpenVINO. Messages cross a socket as whole frames (``adapters.channel``). The
-engine is watched two ways: end-of-file on the channel (the process exited, however it died) and a
+engine and its prompt preparer are spawned and watched by the ``Supervisor``: end-of-file on the
+channel (the process exited, however it died; a dead preparer takes the engine down with it) and a
 watchdog on progress (the engine reports every step, and at least every ``HEARTBEAT_SECONDS`` while
 it has work; silence past ``stall_timeout`` while requests wait means it is stuck, and it is killed).
 Either way every request it held ends at once with ``EngineUnavailableError`` and the owner's
@@ -18,20 +19,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import multiprocessing
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..base import (
+    RESTART_RETRY_AFTER,
     AdapterError,
     EngineCounts,
     EngineOverloadedError,
     EngineUnavailableError,
     Event,
     GenerationParams,
-    ModelLoadError,
-    OutputFormat,
     ReasoningDelta,
     TextDelta,
     Usage,
@@ -40,25 +38,23 @@ from ..channel import (
     ENGINE_BROKEN,
     PREPARER_EXITED,
     Add,
-    AsyncFrames,
     Batch,
-    BlockingFrames,
     Cancel,
-    ChannelClosedError,
     Close,
     FromEngine,
-    LoadFailed,
     Ready,
     failure_from_wire,
     socket_pair,
 )
-from .worker.loop import engine_main
-from .worker.preparer import preparer_main
+from .supervisor import Supervisor
 
-logger = logging.getLogger(__name__)
-
-_RESTART_AFTER = 2
-"""``Retry-After`` (seconds) sent to requests cut off by an engine failure: a restart is under way."""
+_ENGINE = "adapters.openvino.worker.loop:engine_main"
+_PREPARER = "adapters.openvino.worker.preparer:preparer_main"
+_EXIT_REASONS = {
+    PREPARER_EXITED: "the engine's prompt preparer process exited",
+    ENGINE_BROKEN: "the engine failed a step and is restarting",
+}
+"""What the engine process's own exit codes mean (any other is reported with its number)."""
 
 
 def _with_queued(
@@ -110,49 +106,29 @@ class EngineProcess:
         ``setup_logging`` runs first thing in each child (it must pickle: a module-level function or a
         ``functools.partial`` of one), so the children log the way the server does.
         """
-        self._name = name
         self._max_in_flight = max_in_flight
-        self._stall_timeout = stall_timeout
-        context = multiprocessing.get_context("spawn")  # fork would copy the server's threads and locks
-        self._socket, engine_end = socket_pair()
+        self._supervisor = Supervisor(name, "engine", FromEngine, Close(), _EXIT_REASONS, stall_timeout)
         to_preparer, preparer_end = socket_pair()
-        self._process = context.Process(
-            target=engine_main,
-            args=(engine_end, to_preparer, builder, spec, setup_logging),
-            name=f"openarc-engine-{name}",
-            daemon=True,
-        )
-        self._preparer = context.Process(
-            target=preparer_main,
-            args=(preparer_end, spec, setup_logging),
-            name=f"openarc-prep-{name}",
-            daemon=True,
-        )
-        self._process.start()
-        self._preparer.start()
-        for child_end in (engine_end, to_preparer, preparer_end):
-            child_end.close()  # the children have their own copies: EOF reaches each end when one dies
-        self._frames: AsyncFrames | None = None
-        self.output_format = OutputFormat()
+        engine_args = (self._supervisor.child_end, to_preparer, builder, spec, setup_logging)
+        self._supervisor.spawn(_ENGINE, engine_args, f"openarc-engine-{name}")
+        self._supervisor.spawn(_PREPARER, (preparer_end, spec, setup_logging), f"openarc-prep-{name}")
+        ready: Ready = self._supervisor.handshake(Ready)
+        self.output_format = ready.output_format
         """How the model's output is parsed, as the preparer found it in the chat template."""
-        self.inference_precision: str | None = None
+        self.inference_precision = ready.inference_precision
         """The precision the engine's device computes in, as the engine reported it at load."""
-        self._handshake()
-        self._tasks: list[asyncio.Task] = []
-        self._on_failure: Callable[[str], None] | None = None
         self._ids = itertools.count(1)
         self._requests: dict[int, asyncio.Queue[list[Event] | AdapterError]] = {}
         self._in_engine: set[int] = set()  # requests the engine still works on (the watchdog's concern)
         self._running = 0
         self.counts = EngineCounts()
         """What the engine counted, as of its last batch."""
-        self._last_progress = time.monotonic()
-        self._down: str | None = None  # why the engine stopped serving, once it has
-        self._attaching: asyncio.Future | None = None
+        self._supervisor.serve(self._deliver, self._stop_serving, busy=lambda: bool(self._in_engine))
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid
+        """The engine process's id (the preparer's is not reported)."""
+        return self._supervisor.pid
 
     @property
     def in_flight(self) -> int:
@@ -166,36 +142,27 @@ class EngineProcess:
 
     async def start(self, on_failure: Callable[[str], None] | None = None) -> None:
         """Attach to the running event loop and start watching the engine (idempotent)."""
-        if on_failure is not None:
-            self._on_failure = on_failure
-        if self._attaching is None:  # the first caller attaches; any caller meanwhile waits for it
-            self._attaching = asyncio.ensure_future(self._attach())
-        await asyncio.shield(self._attaching)
-
-    async def _attach(self) -> None:
-        self._frames = await AsyncFrames.attach(self._socket, FromEngine)
-        self._tasks = [asyncio.create_task(self._read_loop(), name=f"engine-reader-{self._name}")]
-        if self._stall_timeout is not None:
-            self._tasks.append(asyncio.create_task(self._watchdog(), name=f"engine-watchdog-{self._name}"))
+        await self._supervisor.start(on_failure)
 
     async def generate(self, params: GenerationParams) -> AsyncIterator[Event]:
         """Submit a request and yield its events; closing the iterator early cancels it in the engine."""
-        if self._down is not None:
-            raise EngineUnavailableError(self._down, retry_after=_RESTART_AFTER)
+        supervisor = self._supervisor
+        if supervisor.down is not None:
+            raise EngineUnavailableError(supervisor.down, retry_after=RESTART_RETRY_AFTER)
         if len(self._requests) >= self._max_in_flight:
             raise EngineOverloadedError(retry_after=1)
         await self.start()
-        if self._frames is None or self._down is not None:
-            raise EngineUnavailableError(self._down or "the engine is not running", _RESTART_AFTER)
+        if not supervisor.attached or supervisor.down is not None:
+            raise EngineUnavailableError(supervisor.down or "the engine is not running", RESTART_RETRY_AFTER)
         request_id = next(self._ids)
         events: asyncio.Queue[list[Event] | AdapterError] = asyncio.Queue()
         if not self._in_engine:  # an idle engine has had no reason to report: start the clock now
-            self._last_progress = time.monotonic()
+            supervisor.mark_progress()
         self._requests[request_id] = events
         self._in_engine.add(request_id)
         try:
-            self._frames.send(Add(request_id, params))
-            await self._frames.drain()  # a large prompt: wait for the socket rather than buffer more
+            supervisor.send(Add(request_id, params))
+            await supervisor.drain()  # a large prompt: wait for the socket rather than buffer more
             failure: AdapterError | None = None
             while True:
                 outcome = failure or await events.get()
@@ -207,73 +174,26 @@ class EngineProcess:
                     if isinstance(event, Usage):
                         return
         except ConnectionError:
-            raise EngineUnavailableError(self._down or "the engine process exited", _RESTART_AFTER) from None
+            reason = supervisor.down or "the engine process exited"
+            raise EngineUnavailableError(reason, RESTART_RETRY_AFTER) from None
         finally:
             self._requests.pop(request_id, None)
-            if request_id in self._in_engine and self._down is None:
-                self._frames.send(Cancel(request_id))
+            if request_id in self._in_engine and supervisor.down is None:
+                supervisor.send(Cancel(request_id))
             self._in_engine.discard(request_id)
 
     async def close(self, reason: str) -> None:
         """Fail every request at once with ``reason``, then stop the engine process."""
-        if self._down is None:
-            try:  # before _stop_serving closes the stream; the transport flushes it before closing
-                if self._frames is not None:
-                    self._frames.send(Close())
-                else:
-                    BlockingFrames(self._socket, FromEngine).send(Close())
-            except OSError:
-                pass
-        self._stop_serving(reason)
-        await asyncio.to_thread(self._reap, 30)
+        await self._supervisor.close(reason)
 
     # --- inside ---
 
-    def _handshake(self) -> None:
-        """Wait for the engine's first message: ready, or why the model could not be loaded."""
-        frames = BlockingFrames(self._socket, FromEngine)
-        try:
-            message = frames.recv()
-        except ChannelClosedError:
-            self._process.join(timeout=5)
-            message = LoadFailed(
-                f"the engine process exited during load (exit code {self._process.exitcode})"
-            )
-        if isinstance(message, LoadFailed):
-            self._socket.close()
-            self._reap(30)
-            raise ModelLoadError(message.reason)
-        if isinstance(message, Ready):
-            self.output_format = message.output_format
-            self.inference_precision = message.inference_precision
-
-    async def _read_loop(self) -> None:
-        assert self._frames is not None
-        try:
-            while True:
-                message = await self._frames.recv()
-                self._last_progress = time.monotonic()
-                if isinstance(message, Batch):
-                    self._deliver(message)
-        except ChannelClosedError:
-            if self._down is None:
-                await asyncio.to_thread(self._process.join, 2)
-                code = self._process.exitcode
-                if code == PREPARER_EXITED:
-                    self._fail("the engine's prompt preparer process exited")
-                elif code == ENGINE_BROKEN:
-                    self._fail("the engine failed a step and is restarting")
-                else:
-                    self._fail(f"the engine process exited (exit code {code})")
-        except Exception:  # a message we cannot read means the stream can no longer be trusted
-            logger.exception("engine channel of %s failed", self._name)
-            self._kill()
-            self._fail("the engine channel failed")
-
-    def _deliver(self, batch: Batch) -> None:
-        self._running = batch.running
-        self.counts = batch.counts
-        for request_id, outcome in batch.outcomes.items():
+    def _deliver(self, message: Any) -> None:
+        if not isinstance(message, Batch):
+            return
+        self._running = message.running
+        self.counts = message.counts
+        for request_id, outcome in message.outcomes.items():
             ended = not isinstance(outcome, list) or any(isinstance(event, Usage) for event in outcome)
             if ended:
                 self._in_engine.discard(request_id)
@@ -281,49 +201,8 @@ class EngineProcess:
             if queue is not None:  # else the consumer already left and the engine was told
                 queue.put_nowait(outcome if isinstance(outcome, list) else failure_from_wire(outcome))
 
-    async def _watchdog(self) -> None:
-        assert self._stall_timeout is not None
-        while self._down is None:
-            await asyncio.sleep(min(1.0, self._stall_timeout / 4))
-            silent = time.monotonic() - self._last_progress
-            if self._in_engine and silent > self._stall_timeout:
-                self._kill()
-                self._fail(f"the engine made no progress for {silent:.0f} s (stall_timeout) and was stopped")
-
-    def _fail(self, reason: str) -> None:
-        """The engine died or stalled: end its requests now and tell the owner, once."""
-        if self._down is not None:
-            return
-        logger.error("engine of %s: %s", self._name, reason)
-        self._stop_serving(reason)
-        if self._on_failure is not None:
-            self._on_failure(reason)
-
     def _stop_serving(self, reason: str) -> None:
-        if self._down is None:
-            self._down = reason
+        """The engine stopped (it failed, or it is being closed): every request it held ends now."""
         self._running = 0
         for queue in self._requests.values():
-            queue.put_nowait(EngineUnavailableError(reason, retry_after=_RESTART_AFTER))
-        current = asyncio.current_task()  # always on the loop: from close() or an engine watcher task
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        if self._frames is not None:
-            self._frames.close()
-
-    def _kill(self) -> None:
-        for process in (self._process, self._preparer):
-            if process.is_alive():
-                process.kill()
-
-    def _reap(self, timeout: float) -> None:
-        """Wait for both processes to exit (they do once the engine is told to close or dies)."""
-        for process in (self._process, self._preparer):
-            process.join(timeout=timeout)
-            if process.is_alive():
-                logger.warning("%s did not stop in %.0f s; killing it", process.name, timeout)
-                process.kill()
-                process.join(timeout=10)
-        if self._frames is None:
-            self._socket.close()
+            queue.put_nowait(EngineUnavailableError(reason, retry_after=RESTART_RETRY_AFTER))

@@ -118,6 +118,7 @@ class PipelineSpec:
 
     @property
     def device_family(self) -> str:
+        """The device without index or targets (``GPU.1`` -> ``GPU``): what per-device defaults go by."""
         return device_family(self.device)
 
     @property
@@ -127,6 +128,8 @@ class PipelineSpec:
 
     @property
     def sequential(self) -> bool:
+        """Whether the model runs on the one-request-at-a-time engine: as ``engine`` says, or under
+        ``auto`` when its device's pipeline cannot batch (NPU)."""
         if self.engine != "auto":
             return self.engine == "sequential"
         return self.device_family in _SEQUENTIAL_DEVICES

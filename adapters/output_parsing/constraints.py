@@ -7,6 +7,9 @@ from typing import Any
 
 from ..base import Constraint, JsonConstraint, TaggedCall, TaggedCallsConstraint
 
+DEFAULT_FORCED_FORMAT = "hermes"
+"""The call syntax forced on a model whose template has none of its own."""
+
 _NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
 
@@ -69,7 +72,7 @@ def forced_call_constraint(
     ``OutputParser`` then reads back.
 
     Args:
-        tool_format: the model's tool syntax; None falls back to hermes.
+        tool_format: the model's tool syntax; None falls back to ``DEFAULT_FORCED_FORMAT``.
         tools: OpenAI tool definitions (``{"type": "function", "function": {...}}``).
         name: the one function to call (tool_choice naming a function), or None for any of ``tools``
             (tool_choice "required").
@@ -78,7 +81,7 @@ def forced_call_constraint(
     Raises:
         ValueError: no function to call (``name`` is not among ``tools``), or an unknown tool format.
     """
-    build = _CONSTRAINTS.get(tool_format or "hermes")
+    build = _CONSTRAINTS.get(tool_format or DEFAULT_FORCED_FORMAT)
     if build is None:
         raise ValueError(f"unknown tool call format {tool_format!r}")
     functions = [

@@ -171,7 +171,7 @@ class _TaggedReader(_ToolReader):
 
 
 class _HermesReader(_TaggedReader):
-    """``<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>``, repeated (Qwen, Hermes)."""
+    r"""``<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>``, repeated (Qwen, Hermes)."""
 
     start_tag, end_tag = "<tool_call>", "</tool_call>"
 

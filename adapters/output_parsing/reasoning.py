@@ -1,7 +1,7 @@
-"""Splits the think block off the start of the output.
+r"""Splits the think block off the start of the output.
 
 Reasoning text is trimmed of surrounding whitespace and the answer after a think block of its leading
-whitespace (templates write ``<think>\\n...\\n</think>\\n\\n``). A think block is only recognised at the
+whitespace (templates write ``<think>\n...\n</think>\n\n``). A think block is only recognised at the
 very start of the output, so later ``<think>`` text is content; when the prompt opened the block, the
 output starts inside it (and an open tag the model repeats is dropped).
 """
@@ -26,12 +26,15 @@ class ReasoningSplitter:
         self._state: Callable[[list[Piece]], None] = self._before
 
     def feed(self, text: str) -> list[Piece]:
+        """The pieces ``text`` completes; what may be part of a tag, or whitespace to trim, is held back
+        until the next feed."""
         out: list[Piece] = []
         self._held += text
         self._state(out)
         return out
 
     def finish(self) -> list[Piece]:
+        """End of output: what is still held back (the text of a block never closed is reasoning)."""
         held, self._held = self._held, ""
         if self._state == self._after or not held:
             return []

@@ -23,8 +23,8 @@ def detect_output_format(chat_template: str) -> OutputFormat:
 
 
 def reasoning_opened(prompt_text: str, reasoning: ReasoningFormat | None) -> bool:
-    """Whether the rendered prompt ends by opening the think block (DeepSeek-R1 and QwQ templates end
-    the generation prompt with ``<think>\\n``), so the output starts inside it.
+    r"""Whether the rendered prompt ends by opening the think block (DeepSeek-R1 and QwQ templates end
+    the generation prompt with ``<think>\n``), so the output starts inside it.
 
     Only the very end counts: a user message that mentions the open tag must not turn the answer into
     reasoning.

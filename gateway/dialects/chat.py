@@ -21,6 +21,7 @@ from adapters.base import (
     Adapter,
     ChatMessage,
     Finished,
+    FinishReason,
     GenerationParams,
     OutputFormat,
     ReasoningDelta,
@@ -52,7 +53,6 @@ from ..schemas import (
     ChoiceLogprobs,
     ChunkChoice,
     CompletionUsage,
-    FinishReason,
     Function,
     PromptTokensDetails,
 )

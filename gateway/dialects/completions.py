@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from adapters.base import Adapter, Finished, GenerationParams, TextDelta, TokenLogprobs, Usage
+from adapters.base import Adapter, Finished, FinishReason, GenerationParams, TextDelta, TokenLogprobs, Usage
 
 from ..config import ModelSpec
 from ..errors import UnsupportedParameterError
@@ -31,7 +31,6 @@ from ..schemas import (
     CompletionLogprobs,
     CompletionRequest,
     CompletionUsage,
-    FinishReason,
     PromptTokensDetails,
 )
 from .chat import SYSTEM_FINGERPRINT

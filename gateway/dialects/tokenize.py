@@ -46,6 +46,8 @@ class TokenizeRequest(Struct, kw_only=True):
 
 
 class TokenizeResponse(Struct, kw_only=True):
+    """The prompt's token ids and their count, with the model's context length (``null`` when unknown)."""
+
     count: int
     max_model_len: int | None
     tokens: list[int]
@@ -53,11 +55,15 @@ class TokenizeResponse(Struct, kw_only=True):
 
 
 class DetokenizeRequest(Struct, kw_only=True):
+    """Token ids to turn back into text with the model's tokenizer."""
+
     model: str
     tokens: list[Annotated[int, Meta(ge=0, le=MAX_INT32)]]
 
 
 class DetokenizeResponse(Struct, kw_only=True):
+    """The text the token ids make, special tokens included."""
+
     prompt: str
 
 

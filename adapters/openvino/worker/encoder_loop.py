@@ -100,6 +100,7 @@ class Encoder:
             raise ModelLoadError(f"unknown encoder kind {kind!r}")
 
     def serve(self, message: Embed | Rerank) -> Embedded | Reranked | BatchFailed:
+        """Encode one batch; a failure becomes a ``BatchFailed`` for its requests; the process serves on."""
         try:
             if not (message.texts if isinstance(message, Embed) else message.documents):
                 # openvino-genai answers an empty list with garbage or a crash: never pass one on.
@@ -156,6 +157,8 @@ def normalizes(path: Path) -> bool:
 
 
 def sentence_transformers_max_length(path: Path) -> int | None:
+    """The longest input the model was trained on, where inputs are cut (``max_seq_length`` in
+    ``sentence_bert_config.json``); ``None`` when the export does not say."""
     config = _read_json(path / "sentence_bert_config.json") or {}
     value = config.get("max_seq_length")
     return int(value) if isinstance(value, int) and value > 0 else None

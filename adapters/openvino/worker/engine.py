@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import openvino_genai as ov_genai
 
 from ...base import (
+    RESTART_RETRY_AFTER,
     AdapterError,
     EngineCounts,
     EngineUnavailableError,
@@ -32,8 +33,10 @@ from ...base import (
     Usage,
     first_line,
 )
+from ...channel import Prepared
 from ...output_parsing import CallStart, Content, OutputParser, Piece, Reasoning
 from ...text import IncrementalDetokenizer, StopMatcher, detokenize_batch
+from .constraint import build
 from .prefix_cache import PrefixCacheTracker
 from .prompt import generation_config, ids_tensor
 
@@ -136,13 +139,16 @@ class EngineRequest:
 
     @property
     def prompt_tokens(self) -> int:
+        """The prompt's length in tokens (its ``Usage.prompt_tokens``)."""
         return len(self.prompt)
 
     @property
     def usage(self) -> Usage:
+        """The request's token accounting: its prompt, every choice's generated tokens, the cached prefix."""
         return Usage(self.prompt_tokens, sum(s.generated for s in self.sequences), self.cached_tokens)
 
     def prompt_tensor(self) -> Any:
+        """The prompt as the tensor of token ids the pipelines take."""
         return ids_tensor(self.prompt)
 
 
@@ -167,28 +173,42 @@ class SteppedEngine(Protocol):
         ...
 
     @property
-    def counts(self) -> EngineCounts: ...
+    def counts(self) -> EngineCounts:
+        """What the engine has done since it started (sent to the server with every batch)."""
+        ...
 
-    def add(
-        self, request_id: int, params: GenerationParams, prompt: list[int], max_new_tokens: int,
-        reasoning_open: bool = False,
-    ) -> None: ...  # fmt: skip
+    def add(self, prepared: Prepared) -> None:
+        """Take a prepared request (prompt ids, completion budget, lowered constraint); a failure that is this
+        request's alone must be emitted for it, not raised."""
+        ...
 
-    def cancel(self, request_id: int) -> None: ...
+    def cancel(self, request_id: int) -> None:
+        """Stop ``request_id``: a queued request never starts, a running one stops by its next token at the
+        latest; a no-op once it has ended."""
+        ...
 
-    def emit(self, request_id: int, outcome: Outcome) -> None: ...
+    def emit(self, request_id: int, outcome: Outcome) -> None:
+        """Queue events, or a final error, for ``request_id`` until the loop takes the outbox."""
+        ...
 
-    def take_outbox(self) -> dict[int, Outcome]: ...
+    def take_outbox(self) -> dict[int, Outcome]:
+        """Everything emitted since the last call, by request id; the outbox is left empty."""
+        ...
 
-    def step(self) -> None: ...
+    def step(self) -> None:
+        """Advance the work while ``busy``: one step of every running request (the sequential engine runs
+        a whole request)."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop generating and drop what is queued; the loop may call it more than once."""
+        ...
 
 
 class Engine:
     """What every engine shares: turning a prepared prompt and its ``GenerationParams`` into a request,
-    and the outbox. Prompts arrive templated, tokenized and checked against the context window (see
-    ``prep``): that work never runs between two steps."""
+    and the outbox. Prompts arrive templated, tokenized and checked against the context window, and
+    constraints lowered and checked (see ``preparer``): that work never runs between two steps."""
 
     def __init__(self, pipeline: Any):
         self.pipeline = pipeline
@@ -221,25 +241,22 @@ class Engine:
             self.speculative_steps += 1
             self.accepted_tokens += tokens - 1
 
-    def new_request(
-        self,
-        request_id: int,
-        params: GenerationParams,
-        prompt: list[int],
-        max_new_tokens: int,
-        reasoning_open: bool = False,
-    ) -> EngineRequest:
-        """One sequence per choice, each with its generation config and text pipeline."""
+    def new_request(self, prepared: Prepared) -> EngineRequest:
+        """One sequence per choice, each with its generation config and text pipeline; the constraint
+        comes as the preparer lowered (and checked) it."""
+        params = prepared.params
+        # Built once for every choice: no schema is parsed here (see ``constraint.build``).
+        structured_output = None if prepared.constraint is None else build(prepared.constraint)
         sequences = []
         for index in range(params.n):
-            config = generation_config(params, max_new_tokens, index)
+            config = generation_config(params, prepared.max_new_tokens, index, structured_output)
             stops = StopMatcher(params.stop)
             keep = params.tool_format in KEEPS_SPECIAL_TOKENS
             detokenizer = IncrementalDetokenizer(self._decode_keeping_special if keep else self._decode)
             sequence = TextSequence(index, config, detokenizer, stops, keeps_special_tokens=keep)
-            sequence.parser = self._parser(params, reasoning_open)
+            sequence.parser = self._parser(params, prepared.reasoning_open)
             sequences.append(sequence)
-        return EngineRequest(request_id, prompt, sequences)
+        return EngineRequest(prepared.request_id, prepared.prompt, sequences)
 
     def _parser(self, params: GenerationParams, reasoning_open: bool) -> OutputParser | None:
         reasoning = self.output_format.reasoning if params.prompt is None else None  # "": a completion
@@ -260,6 +277,7 @@ class Engine:
                 previous.extend(outcome)
 
     def take_outbox(self) -> dict[int, Outcome]:
+        """Everything emitted since the last call, by request id; the outbox is left empty."""
         outbox, self.outbox = self.outbox, {}
         return outbox
 
@@ -295,23 +313,19 @@ class ContinuousBatchingEngine(Engine):
 
     @property
     def busy(self) -> bool:
+        """Whether any request is generating (a ``step()`` has work)."""
         return bool(self.active)
 
     @property
     def running(self) -> int:
+        """Requests generating now (reported to the server)."""
         return len(self.active)
 
-    def add(
-        self,
-        request_id: int,
-        params: GenerationParams,
-        prompt: list[int],
-        max_new_tokens: int,
-        reasoning_open: bool = False,
-    ) -> None:
+    def add(self, prepared: Prepared) -> None:
         """Start a request; any failure (too long, bad template, engine refusal) fails only this request."""
+        request_id = prepared.request_id
         try:
-            request = self.new_request(request_id, params, prompt, max_new_tokens, reasoning_open)
+            request = self.new_request(prepared)
             if self.prefix_cache is not None:
                 request.cached_tokens = self.prefix_cache.cached_tokens(request.prompt)
             tensor = request.prompt_tensor()
@@ -344,7 +358,7 @@ class ContinuousBatchingEngine(Engine):
             logger.exception("engine step failed; failing %d running requests", len(self.active))
             reason = f"the engine failed a step and is restarting ({first_line(exc)})"
             for request_id in list(self.active):
-                self.emit(request_id, EngineUnavailableError(reason, retry_after=2))
+                self.emit(request_id, EngineUnavailableError(reason, retry_after=RESTART_RETRY_AFTER))
             self.active.clear()
             raise EngineBrokenError(reason) from exc
         reads: list[tuple[EngineRequest, TextSequence, list[int], list[float], bool]] = []

@@ -1,4 +1,4 @@
-"""Checks that a structured-output constraint compiles before it reaches a real engine (engine process only).
+"""Checks that a structured-output constraint compiles before it reaches a real engine (preparer process).
 
 openvino-genai compiles a request's ``StructuredOutputConfig`` with xgrammar only inside
 ``ContinuousBatchingPipeline.step()``: ``add_request`` and ``GenerationConfig.validate()`` accept a schema
@@ -229,9 +229,9 @@ class GrammarChecker:
 
         Args:
             config: The constraint exactly as it will be given to the real engine.
-            key: Names ``config`` exactly for the verdict cache (say, the request's constraint encoded as
-                JSON). Without one, JSON schemas, regexes and grammars are keyed by their own text and
-                structural tags are compiled every time.
+            key: Names ``config`` exactly for the verdict cache (say, the request's lowered constraint
+                encoded as JSON). Without one, JSON schemas, regexes and grammars are keyed by their own
+                text and structural tags are compiled every time.
         """
         cache_key = ("key", key) if key is not None else _exact_key(config)
         with self._lock:

@@ -103,6 +103,8 @@ class EngineLoop:
         engine.pump = self.exchange
 
     def run(self) -> None:
+        """Serve until ``Close``: take commands (waiting only while the engine is idle), step, report; then
+        close the engine."""
         while not self.closing:
             if self.engine.busy:
                 wait = 0.0
@@ -140,6 +142,8 @@ class EngineLoop:
                 self.from_preparer(message)
 
     def from_server(self, message: Any) -> None:
+        """Handle a server command: a new request goes to the preparer, a cancel to whichever process holds
+        the request, ``Close`` ends the loop."""
         if isinstance(message, ForwardedAdd):
             self.preparing.add(message.request_id)
             self.preparer.send(message)
@@ -152,17 +156,13 @@ class EngineLoop:
             self.closing = True
 
     def from_preparer(self, message: Any) -> None:
+        """Give a prepared prompt to the engine, or emit a counted prompt or a rejection; a request cancelled
+        while it was being prepared is dropped."""
         if message.request_id not in self.preparing:
             return  # cancelled while it was being prepared
         self.preparing.discard(message.request_id)
         if isinstance(message, Prepared):
-            self.engine.add(
-                message.request_id,
-                message.params,
-                message.prompt,
-                message.max_new_tokens,
-                message.reasoning_open,
-            )
+            self.engine.add(message)
         elif isinstance(message, Counted):  # a prompt_only request: it never reaches the pipeline
             counted = [PromptTokens(message.prompt, message.text), Usage(len(message.prompt), 0)]
             self.engine.emit(message.request_id, counted)
@@ -170,6 +170,7 @@ class EngineLoop:
             self.engine.emit(message.request_id, failure_from_wire(message.failure))
 
     def send(self) -> None:
+        """Send the outbox, running count and engine counts when there is news or a heartbeat is due."""
         outbox = self.engine.take_outbox()
         running = self.engine.running
         now = time.monotonic()

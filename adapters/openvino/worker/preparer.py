@@ -6,10 +6,11 @@ demo model (2 cores): a request of 20,000 messages costs 0.14 s of templating an
 tokenizing, and with that work on the step loop the 8 streams running beside it saw inter-token gaps
 of up to 0.9 s (p95 0.79 s, against a p50 of 0.1 s); see ``python -m bench.huge_prompt``.
 
-The engine forwards each ``Add`` here and receives ``Prepared`` (token ids and completion budget) or
-``Rejected``. A reader thread takes requests off the socket as they come, so the engine's send of a
-large request never waits on this process's own replies (two blocking senders could otherwise wait
-on each other). End-of-file means the engine is gone: the preparer exits.
+The engine forwards each ``Add`` here and receives ``Prepared`` (token ids, completion budget, and the
+constraint lowered and checked once, here: see ``constraint``) or ``Rejected``. A reader thread takes
+requests off the socket as they come, so the engine's send of a large request never waits on this
+process's own replies (two blocking senders could otherwise wait on each other). End-of-file means
+the engine is gone: the preparer exits.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import msgspec
 
 from ...base import (
     AdapterError,
-    Constraint,
     InvalidConstraintError,
     InvalidConversationError,
     OutputFormat,
@@ -45,6 +45,7 @@ from ...channel import (
     Prepared,
     Ready,
     Rejected,
+    StructuredOutput,
     failure_to_wire,
 )
 from ...output_parsing import detect_output_format, reasoning_opened
@@ -99,6 +100,9 @@ class Preparer:
         self._checker: Any = None
 
     def prepare(self, message: Add) -> Prepared | Counted | Rejected:
+        """Template, tokenize and check one request: ``Prepared`` for the engine, ``Counted`` for a
+        ``prompt_only`` or detokenize request, ``Rejected`` (never an exception) when it fails."""
+        from .constraint import build, lower
         from .prompt import prepare_prompt
 
         params = message.params
@@ -107,11 +111,15 @@ class Preparer:
                 text = self.tokenizer.decode(list(params.decode_ids), skip_special_tokens=False)
                 return Counted(message.request_id, list(params.decode_ids), text)
             limit = None if params.prompt_only else self.spec.context_length
-            prompt = prepare_prompt(self.tokenizer, params, limit)
+            # Lowered and built once here: the same object is validated, checked on the probe, and the
+            # engine gets the lowered form, so it never parses a schema.
+            lowered = None if params.prompt_only or params.constraint is None else lower(params.constraint)
+            built = None if lowered is None else build(lowered)
+            prompt = prepare_prompt(self.tokenizer, params, limit, built)
             if params.prompt_only:
                 return self._counted(message.request_id, prompt)
-            if params.constraint is not None:
-                self._check(params.constraint, params.constraint_param)
+            if lowered is not None:
+                self._check(lowered, built, params.constraint_param)
         except AdapterError as exc:
             return Rejected(message.request_id, failure_to_wire(exc))
         except Exception as exc:
@@ -121,9 +129,11 @@ class Preparer:
         raw = params.prompt is not None
         # The engine needs neither the messages nor the prompt text; "" still tells it the prompt was raw
         # text (a completion), whose output is never parsed for reasoning.
-        settings = dataclasses.replace(params, messages=(), tools=(), prompt="" if raw else None)
+        settings = dataclasses.replace(
+            params, messages=(), tools=(), prompt="" if raw else None, constraint=None
+        )
         opened = not raw and reasoning_opened(prompt.text, self.reasoning)
-        return Prepared(message.request_id, prompt.ids, prompt.budget, settings, opened)
+        return Prepared(message.request_id, prompt.ids, prompt.budget, settings, opened, lowered)
 
     def _counted(self, request_id: int, prompt: Any) -> Counted:
         """A prompt_only request's tokens. openvino-genai's tokenizer from a GGUF cuts every encoding at
@@ -136,17 +146,16 @@ class Preparer:
             raise PromptTooLongError(count_in_pieces(self.tokenizer, prompt.text), 0, limit, True)
         return Counted(request_id, prompt.ids, prompt.text)
 
-    def _check(self, constraint: Constraint, param: str) -> None:
-        """Compile the constraint on the grammar probe, so a bad one is this client's 400 and never
-        reaches the engine, where its failure would end every running request."""
+    def _check(self, lowered: StructuredOutput, built: Any, param: str) -> None:
+        """Compile the constraint (``built`` from ``lowered``) on the grammar probe, so a bad one is this
+        client's 400 and never reaches the engine, where its failure would end every running request."""
         from .grammar_check import GrammarChecker
-        from .prompt import structured_output_config
 
         if self._checker is None:  # built on first use: models never asked for JSON pay nothing
             cache = Path(self.spec.properties.get("CACHE_DIR") or tempfile.gettempdir())
             self._checker = GrammarChecker(cache)
-        key = msgspec.json.encode(constraint).decode()
-        reason = self._checker.check(structured_output_config(constraint), key=key)
+        # The lowered form names the compiled objects exactly, and is the same for the same constraint.
+        reason = self._checker.check(built, key=msgspec.json.encode(lowered).decode())
         if reason is not None:
             raise InvalidConstraintError(reason, param)
 

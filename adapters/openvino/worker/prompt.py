@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,18 +10,13 @@ import openvino as ov
 import openvino_genai as ov_genai
 
 from ...base import (
-    AnyOfConstraint,
     ChatMessage,
-    Constraint,
     GenerationParams,
     InvalidConversationError,
     InvalidParametersError,
-    JsonConstraint,
     PromptTooLongError,
-    TaggedCallsConstraint,
     first_line,
 )
-from ...json_grammar import json_schema_to_ebnf
 
 FALLBACK_MAX_TOKENS = 4096
 """Completion budget when a model's context length is unknown and the request sets no max_tokens."""
@@ -31,6 +24,8 @@ FALLBACK_MAX_TOKENS = 4096
 
 @dataclass(frozen=True)
 class PreparedPrompt:
+    """A request's prompt as token ids, with its completion budget and its rendered text."""
+
     ids: list[int]
     budget: int
     """Tokens the completion may take."""
@@ -38,9 +33,11 @@ class PreparedPrompt:
     """The prompt as rendered (what the reasoning check reads)."""
 
 
-def prepare_prompt(tokenizer: Any, params: GenerationParams, context_length: int | None) -> PreparedPrompt:
+def prepare_prompt(
+    tokenizer: Any, params: GenerationParams, context_length: int | None, structured_output: Any = None
+) -> PreparedPrompt:
     """Template and tokenize a request's chat (or take its raw prompt), check the context window and the
-    sampling settings.
+    sampling settings (with ``structured_output``, the request's built constraint, if it has one).
 
     Raises ``PromptTooLongError``, ``InvalidConversationError`` when the template or the tokenizer fails
     on these messages, or ``InvalidParametersError`` when openvino-genai refuses the generation config.
@@ -70,7 +67,7 @@ def prepare_prompt(tokenizer: Any, params: GenerationParams, context_length: int
             count_in_pieces(tokenizer, text), exc.requested_tokens, exc.context_length, True
         ) from None
     try:  # checked here, so the engine's add_request never fails on a request's own settings
-        generation_config(params, budget, 0).validate()
+        generation_config(params, budget, 0, structured_output).validate()
     except RuntimeError as exc:
         lines = [line for line in str(exc).splitlines() if line.strip() and not line.startswith("Check ")]
         raise InvalidParametersError(lines[0] if lines else first_line(exc)) from exc
@@ -123,14 +120,6 @@ def ids_tensor(ids: list[int]) -> Any:
     return ov.Tensor(np.array([ids], dtype=np.int64))
 
 
-def encode_chat(
-    tokenizer: Any, messages: tuple[ChatMessage, ...], tools: tuple[dict[str, Any], ...] = ()
-) -> tuple[Any, int]:
-    """Render ``messages`` (and ``tools``) with the chat template and tokenize; returns (ids, count)."""
-    ids = tokenizer.encode(render_chat(tokenizer, messages, tools), add_special_tokens=False).input_ids
-    return ids, int(ids.get_shape()[-1])
-
-
 def render_chat(
     tokenizer: Any,
     messages: tuple[ChatMessage, ...],
@@ -163,8 +152,11 @@ def _template_message(message: ChatMessage) -> dict[str, Any]:
     return entry
 
 
-def generation_config(params: GenerationParams, max_new_tokens: int, index: int) -> Any:
-    """The ``GenerationConfig`` for choice ``index`` of a request."""
+def generation_config(
+    params: GenerationParams, max_new_tokens: int, index: int, structured_output: Any = None
+) -> Any:
+    """The ``GenerationConfig`` for choice ``index`` of a request; ``structured_output`` is its
+    constraint, built once for all its choices (``constraint.build``), ``None`` when it has none."""
     config = ov_genai.GenerationConfig()
     config.max_new_tokens = max_new_tokens
     config.ignore_eos = params.ignore_eos
@@ -188,58 +180,10 @@ def generation_config(params: GenerationParams, max_new_tokens: int, index: int)
     config.include_stop_str_in_output = True
     if params.logprobs:
         config.logprobs = 1  # the chosen token's log probability: all openvino-genai reports
-    if params.constraint is not None:
-        config.structured_output_config = structured_output_config(params.constraint)
+    if structured_output is not None:
+        config.structured_output_config = structured_output
     if params.num_assistant_tokens is not None:
         config.num_assistant_tokens = params.num_assistant_tokens
     if params.max_ngram_size is not None:
         config.max_ngram_size = params.max_ngram_size
     return config
-
-
-def structured_output_config(constraint: Constraint) -> Any:
-    """openvino-genai's form of an output constraint (compiled by xgrammar when the request starts).
-
-    JSON schemas go as OpenArc's own compact grammar where it can express them (``json_grammar``):
-    xgrammar's converter lets the model write any whitespace between JSON tokens, and small models fill
-    it with newlines until ``max_tokens`` (measured on the demo model: 7 failures in 8 with the schema
-    path, none with the grammar). Schemas it cannot express go to xgrammar's converter as they are.
-    """
-    so = ov_genai.StructuredOutputConfig
-    if isinstance(constraint, JsonConstraint) and not constraint.prefix:
-        ebnf = compact_grammar(constraint.schema)
-        return so(grammar=ebnf) if ebnf is not None else so(json_schema=constraint.schema)
-    if isinstance(constraint, TaggedCallsConstraint):
-        tags = [so.Tag(call.begin, _json_element(call.schema), call.end) for call in constraint.calls]
-        return so(
-            structural_tags_config=so.TagsWithSeparator(tags, constraint.separator, True, constraint.single)
-        )
-    if isinstance(constraint, AnyOfConstraint):
-        # xgrammar takes a union only of elements that all end (or all repeat): each option is one item.
-        return so(structural_tags_config=so.Union(*[_one_item(option) for option in constraint.options]))
-    return so(structural_tags_config=_one_item(constraint))
-
-
-def _one_item(constraint: JsonConstraint | TaggedCallsConstraint) -> Any:
-    """A structural-tag element producing exactly one JSON document or one tagged call."""
-    so = ov_genai.StructuredOutputConfig
-    if isinstance(constraint, JsonConstraint):
-        schema = _json_element(constraint.schema)
-        return so.ConstString(constraint.prefix) + schema if constraint.prefix else schema
-    tags = [so.Tag(call.begin, _json_element(call.schema), call.end) for call in constraint.calls]
-    return tags[0] if len(tags) == 1 else so.Union(*tags)
-
-
-def _json_element(schema: str) -> Any:
-    so = ov_genai.StructuredOutputConfig
-    ebnf = compact_grammar(schema)
-    return so.EBNF(ebnf) if ebnf is not None else so.JSONSchema(schema)
-
-
-@functools.lru_cache(maxsize=256)
-def compact_grammar(schema: str) -> str | None:
-    """The compact EBNF grammar for a JSON schema's text, or ``None`` (remembered: agents repeat schemas)."""
-    try:
-        return json_schema_to_ebnf(json.loads(schema))
-    except ValueError:
-        return None

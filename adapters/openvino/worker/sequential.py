@@ -13,7 +13,8 @@ from typing import Any
 
 import openvino_genai as ov_genai
 
-from ...base import AdapterError, GenerationFailedError, GenerationParams, InvalidParametersError
+from ...base import AdapterError, GenerationFailedError, InvalidParametersError
+from ...channel import Prepared
 from .engine import Engine, EngineRequest, TextSequence
 
 logger = logging.getLogger(__name__)
@@ -64,36 +65,36 @@ class SequentialEngine(Engine):
 
     @property
     def busy(self) -> bool:
+        """Whether requests are queued (the one generating is inside ``step()`` already)."""
         return bool(self.pending)
 
     @property
     def running(self) -> int:
+        """1 while a request is generating, else 0."""
         return 0 if self.current is None else 1
 
-    def add(
-        self,
-        request_id: int,
-        params: GenerationParams,
-        prompt: list[int],
-        max_new_tokens: int,
-        reasoning_open: bool = False,
-    ) -> None:
-        if params.logprobs:  # LLMPipeline's streamer gets token ids only, never their probabilities
+    def add(self, prepared: Prepared) -> None:
+        """Queue a request; one asking for logprobs is refused (an error emitted for it): ``LLMPipeline``
+        cannot give them."""
+        if prepared.params.logprobs:  # LLMPipeline's streamer gets token ids only, never their probabilities
             self.emit(
-                request_id, InvalidParametersError("logprobs are not available on the sequential engine")
+                prepared.request_id,
+                InvalidParametersError("logprobs are not available on the sequential engine"),
             )
             return
         try:
-            self.pending.append(self.new_request(request_id, params, prompt, max_new_tokens, reasoning_open))
+            self.pending.append(self.new_request(prepared))
         except AdapterError as exc:
-            self.emit(request_id, exc)
+            self.emit(prepared.request_id, exc)
 
     def cancel(self, request_id: int) -> None:
+        """Drop ``request_id`` from the queue, or stop it at its next token if it is the one generating."""
         if self.current is not None and self.current.id == request_id:
             self._cancelled_current = True
         self.pending = deque(r for r in self.pending if r.id != request_id)
 
     def cancelled(self, request_id: int) -> bool:
+        """Whether ``request_id`` is generating now and was cancelled (its streamer then stops it)."""
         return self._cancelled_current and self.current is not None and self.current.id == request_id
 
     def step(self) -> None:
@@ -109,6 +110,7 @@ class SequentialEngine(Engine):
             self.current = None
 
     def close(self) -> None:
+        """Drop the queue and stop the current generation at its next token."""
         self.pending.clear()
         self._cancelled_current = True
 

@@ -28,6 +28,7 @@ _STOP_REASONS: dict[str, StopReason] = {"stop": "end_turn", "length": "max_token
 
 
 def new_message(model: str) -> Message:
+    """An empty message for ``model``, with a fresh id and 0 tokens, for ``MessageEvents`` to fill."""
     return Message(
         id=f"msg_{uuid.uuid4().hex}",
         model=model,
@@ -48,9 +49,11 @@ class MessageEvents:
 
     @staticmethod
     def error_event(error: GatewayError) -> TypedEvent:
+        """What a failure after the first byte becomes: Anthropic's ``error`` event."""
         return "error", anthropic_error(error)
 
     async def events(self) -> AsyncIterator[TypedEvent]:
+        """Anthropic's events, ``message_start`` to ``message_stop``; ``message`` is complete after them."""
         yield "message_start", {"type": "message_start", "message": self.message}
         yield "ping", {"type": "ping"}
         finished: Finished | None = None

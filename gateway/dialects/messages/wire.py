@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from ...schemas import MAX_INT32, decode_request
+from ...schemas import MAX_INT32, MaxTokens, TopK, TopP, decode_request
 
 
 class Wire(Struct, kw_only=True, omit_defaults=False):
@@ -117,14 +117,14 @@ class MessageCreateRequest(Wire, kw_only=True):
     """``POST /v1/messages`` body, in the reference's order, then what OpenArc adds."""
 
     model: str
-    max_tokens: Annotated[int, Meta(ge=1, le=MAX_INT32)]
+    max_tokens: MaxTokens
     messages: Annotated[list[MessageParam], Meta(min_length=1)]
     system: str | list[TextBlockParam] | None = None
     stop_sequences: list[str] | None = None
     stream: bool = False
     temperature: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
-    top_p: Annotated[float, Meta(gt=0.0, le=1.0)] | None = None
-    top_k: Annotated[int, Meta(ge=0, le=MAX_INT32)] | None = None
+    top_p: TopP | None = None
+    top_k: TopK | None = None
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoiceParam | None = None
     thinking: ThinkingConfigParam | None = None
@@ -217,4 +217,5 @@ def decode_message_request(body: bytes) -> MessageCreateRequest:
 
 
 def decode_count_request(body: bytes) -> CountTokensRequest:
+    """Strict decoding of a ``count_tokens`` body, as ``decode_message_request``'s."""
     return decode_request(_count_decoder, body)

@@ -35,6 +35,7 @@ from .wire import (
 
 
 def new_response_id() -> str:
+    """A fresh response id: ``resp_`` and 32 hex digits."""
     return f"resp_{uuid.uuid4().hex}"
 
 
@@ -89,6 +90,7 @@ class ResponseEvents:
         return self._event("error", code=error.code or error.type, message=error.message, param=error.param)
 
     async def events(self) -> AsyncIterator[TypedEvent]:
+        """The typed events, ``response.created`` to ``response.completed`` (or ``response.incomplete``)."""
         yield self._event("response.created", response=self.response)
         yield self._event("response.in_progress", response=self.response)
         reason = "stop"

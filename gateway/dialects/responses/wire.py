@@ -13,7 +13,17 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from ...errors import InvalidRequestError
-from ...schemas import MAX_INT32, decode_request
+from ...schemas import (
+    MaxTokens,
+    MinP,
+    RepetitionPenalty,
+    Seed,
+    Temperature,
+    TopK,
+    TopLogprobs,
+    TopP,
+    decode_request,
+)
 
 
 class Wire(Struct, kw_only=True, omit_defaults=False):
@@ -168,17 +178,17 @@ class ResponseCreateRequest(Wire, kw_only=True):
     model: str
     input: str | Annotated[list[Any], Meta(min_length=1)]
     instructions: str | None = None
-    max_output_tokens: Annotated[int, Meta(ge=1, le=MAX_INT32)] | None = None
+    max_output_tokens: MaxTokens | None = None
     parallel_tool_calls: bool | None = None
     previous_response_id: str | None = None
     reasoning: ReasoningConfig | None = None
     store: bool | None = None
     stream: bool = False
-    temperature: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
+    temperature: Temperature | None = None
     text: TextConfig | None = None
     tool_choice: ToolChoice | None = None
     tools: list[FunctionTool] | None = None
-    top_p: Annotated[float, Meta(gt=0.0, le=1.0)] | None = None
+    top_p: TopP | None = None
     # Accepted and ignored: they do not change what the model generates here.
     metadata: dict[str, str] | None = None
     include: list[str] | None = None
@@ -195,12 +205,12 @@ class ResponseCreateRequest(Wire, kw_only=True):
     background: bool | None = None
     conversation: str | dict[str, Any] | None = None
     prompt: dict[str, Any] | None = None
-    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    top_logprobs: TopLogprobs | None = None
     # OpenArc extensions, as in chat completions.
-    top_k: Annotated[int, Meta(ge=0, le=MAX_INT32)] | None = None
-    min_p: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
-    repetition_penalty: Annotated[float, Meta(gt=0.0, le=10.0)] | None = None
-    seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] | None = None
+    top_k: TopK | None = None
+    min_p: MinP | None = None
+    repetition_penalty: RepetitionPenalty | None = None
+    seed: Seed | None = None
 
 
 # --- response ------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ class RequestTiming:
 
     @property
     def gaps(self) -> list[float]:
+        """Seconds between consecutive tokens: the request's inter-token latencies."""
         return [b - a for a, b in pairwise(self.token_times)]
 
     @property
@@ -48,20 +49,25 @@ class LevelResult:
 
     @property
     def tokens_per_second(self) -> float:
+        """Aggregate throughput: every request's completion tokens over the level's wall time."""
         return sum(r.completion_tokens for r in self.requests) / self.wall
 
     @property
     def requests_per_second(self) -> float:
+        """Requests completed per second of the level's wall time."""
         return len(self.requests) / self.wall
 
     def ttft(self, q: float) -> float:
+        """The ``q``-th percentile (0-100) of the requests' times to first token."""
         return percentile([r.ttft for r in self.requests], q)
 
     def itl(self, q: float) -> float:
+        """The ``q``-th percentile (0-100) of the inter-token gaps, every request's gaps pooled."""
         return percentile([g for r in self.requests for g in r.gaps], q)
 
     @property
     def decode_rate(self) -> float:
+        """The median of the requests' decode rates (tokens per second after the first token)."""
         return percentile([r.decode_rate for r in self.requests], 50)
 
 

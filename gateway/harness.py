@@ -1,6 +1,9 @@
-"""Start a real ``openarc serve`` on a free loopback port and wait until it is healthy.
+"""Drive a real ``openarc serve`` from outside, as a user's program would: start it on a free loopback
+port and wait until it is healthy, and read its ``/metrics`` back into numbers.
 
-Used by the benchmark and by the test suite, so both talk to the server exactly as a user's would.
+The benchmark (``bench``), the tests and the end-to-end checks all use this, so every one of them talks
+to the server exactly as a user's client would. It imports no backend code: the server runs in a child
+process started by its own command line.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from pathlib import Path
 
 import httpx
 import msgspec
+from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.config import ModelSpec, ServerConfig
+from .config import ModelSpec, ServerConfig
 
-ROOT = Path(__file__).resolve().parent.parent
+_ROOT = Path(__file__).resolve().parent.parent
+"""Where ``gateway`` is importable from: the child server runs there."""
 
 
 class ServerStartError(RuntimeError):
@@ -27,6 +32,7 @@ class ServerStartError(RuntimeError):
 
 
 def free_port() -> int:
+    """A loopback port nobody listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -38,7 +44,7 @@ def running_server(config: Path, log: Path, timeout: float = 300) -> Iterator[st
     port = free_port()
     command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
     with log.open("w") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_healthy(url, process, log, timeout)
@@ -72,3 +78,28 @@ def _wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout:
                 return
         time.sleep(0.1)  # fine enough to time a start (bench.startup)
     raise ServerStartError(f"openarc did not become healthy in {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+# --- reading /metrics (Prometheus text exposition) with prometheus-client's own parser ---
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+"""Every sample of one scrape, keyed by (sample name, labels)."""
+
+
+def parse(text: str) -> Samples:
+    """Every sample of a ``/metrics`` text, by name and labels."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """The sample with exactly these labels; 0 when there is none (a labelled counter not yet used)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(samples: Samples, name: str) -> float:
+    """The sum of a sample over all its labels (every model's)."""
+    return sum(figure for (sample, _), figure in samples.items() if sample == name)

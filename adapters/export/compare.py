@@ -27,7 +27,6 @@ in each precision and the int4 group sizes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -37,9 +36,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from adapters.export.precision import PrecisionCensus, precision_census
-from adapters.export.quality import (
+from ..openvino.model_files import disk_size, read_manifest
+from ..openvino.spec import InferencePrecision
+from .precision import PrecisionCensus, precision_census
+from .quality import (
     QualityError,
     QualityFigures,
     Variant,
@@ -47,9 +49,6 @@ from adapters.export.quality import (
     default_text,
     readable_ir,
 )
-from adapters.openvino.spec import InferencePrecision, parse_precisions
-from gateway.catalog import disk_size, read_manifest
-from gateway.config import ServerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -104,20 +103,27 @@ class Row:
 
 
 def measure_speed(
-    path: Path, device: str, max_tokens: int, repeats: int, precision: InferencePrecision = "auto"
+    path: Path,
+    device: str,
+    max_tokens: int,
+    repeats: int,
+    precision: InferencePrecision = "auto",
+    scheduler: dict[str, Any] | None = None,
 ) -> Speed:
-    """Load ``path`` on ``device`` at ``precision`` and measure it (runs inside the child process)."""
-    import msgspec
+    """Load ``path`` on ``device`` at ``precision`` and measure it (runs inside the child process).
 
-    from adapters.openvino.spec import default_properties
-    from gateway.config import SchedulerSettings
+    ``scheduler`` is the server's scheduler settings (``SchedulerSettings`` as a dict), with room for 16
+    sequences, and prefix caching turned off so that a repeated prompt pays its prefill.
+    """
+    from ..openvino.spec import default_properties
+    from .raw_pipeline import RawPipeline
+    from .timing import median_run
 
-    from .raw import RawPipeline
-    from .stats import median_run
-
-    scheduler = msgspec.structs.asdict(
-        SchedulerSettings(max_num_seqs=max(CONCURRENCY, 16), enable_prefix_caching=False)
-    )
+    scheduler = {
+        **(scheduler or {}),
+        "max_num_seqs": max(CONCURRENCY, 16),
+        "enable_prefix_caching": False,
+    }
     started = time.perf_counter()
     properties = default_properties(device, {}, inference_precision=precision)  # as the server would
     pipeline = RawPipeline(path, device, properties, scheduler)  # includes openvino-genai's warm-up request
@@ -155,19 +161,22 @@ def compare_models(
     repeats: int = 3,
     quality: bool = True,
     precisions: tuple[InferencePrecision, ...] = ("auto",),
+    gguf_cache: Path | None = None,
+    scheduler: dict[str, Any] | None = None,
 ) -> list[Row]:
     """Measure every model at every precision (speed in child processes, then quality here) and return
-    the table's rows, model by model."""
+    the table's rows, model by model; a ``.gguf`` is measured through its IR conversion, kept in
+    ``gguf_cache`` (the server's ``<cache_dir>/converted``, so the two share it); ``scheduler`` is the
+    server's scheduler settings, as a dict."""
     from adapters.openvino.devices import effective_precision
     from adapters.openvino.spec import precision_hint
 
-    gguf_cache = ServerConfig().cache_path / "converted"  # where the server keeps its GGUF conversions
     computed = {p: effective_precision(device, precision_hint(device, p)) or "default" for p in precisions}
     variants = [Variant(path, precision) for path in models for precision in precisions]
     speeds = {}
     for variant in variants:
         logger.info("speed and memory: %s at %s", variant.path.name, computed[variant.precision])
-        speeds[variant] = _speed_in_child(variant, device, max_tokens, repeats)
+        speeds[variant] = _speed_in_child(variant, device, max_tokens, repeats, scheduler)
     censuses = {path: _census(path, gguf_cache if quality else None) for path in models}
     reference_path = reference or max(models, key=lambda path: _precision_rank(path, censuses[path]))
     most_precise = max(precisions, key=lambda p: _INFERENCE_RANK.get(computed[p], 0))
@@ -283,55 +292,11 @@ def render(rows: list[Row], form: str, kl_threshold: float | None = None) -> str
     return "\n".join(lines).rstrip() + "\n"
 
 
-def add_precision_argument(parser: argparse.ArgumentParser) -> None:
-    """``--precision f32,bf16``: the inference precisions every model is measured at."""
-
-    def precisions(value: str) -> tuple[InferencePrecision, ...]:
-        try:
-            return parse_precisions(value)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    parser.add_argument(
-        "--precision",
-        dest="precisions",
-        type=precisions,
-        default=("auto",),
-        help="inference precisions to measure each model at, comma-separated (auto, f32, bf16, f16; "
-        "default auto: what the server would use)",
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="openarc compare", description="Compare exports of one model.")
-    parser.add_argument("models", nargs="+", type=Path, help="exports (or .gguf files) of the same model")
-    parser.add_argument("--device", default="CPU")
-    parser.add_argument("--reference", type=Path, help="the model others are compared with")
-    parser.add_argument("--text", type=Path, help="text for the quality figures (default: OpenArc's own)")
-    parser.add_argument("--format", choices=["text", "markdown", "json"], default="text", dest="form")
-    parser.add_argument("--max-tokens", type=int, default=64, help="tokens generated per speed request")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per speed measurement (median)")
-    parser.add_argument("--no-quality", dest="quality", action="store_false", help="speed and memory only")
-    parser.add_argument("--kl-threshold", type=float, help="also recommend the fastest model under this KL")
-    add_precision_argument(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rows = compare_models(
-        args.models,
-        args.device,
-        args.reference,
-        args.text.read_text(encoding="utf-8") if args.text else None,
-        args.max_tokens,
-        args.repeats,
-        args.quality,
-        args.precisions,
-    )
-    sys.stdout.write(render(rows, args.form, args.kl_threshold))
-    return 0
-
-
-def _speed_in_child(variant: Variant, device: str, max_tokens: int, repeats: int) -> Speed:
+def _speed_in_child(
+    variant: Variant, device: str, max_tokens: int, repeats: int, scheduler: dict[str, Any] | None
+) -> Speed:
     arguments = [str(variant.path), device, str(max_tokens), str(repeats), variant.precision]
+    arguments.append(json.dumps(scheduler or {}))
     done = subprocess.run([sys.executable, "-c", _CHILD, *arguments], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"measuring {variant.label} failed:\n{done.stderr[-2000:]}")
@@ -340,9 +305,9 @@ def _speed_in_child(variant: Variant, device: str, max_tokens: int, repeats: int
 
 # The child process: measure one model at one precision and print the result as one JSON line.
 _CHILD = (
-    "import json, sys, dataclasses, pathlib; from bench.compare import measure_speed; "
+    "import json, sys, dataclasses, pathlib; from adapters.export.compare import measure_speed; "
     "print(json.dumps(dataclasses.asdict(measure_speed(pathlib.Path(sys.argv[1]), sys.argv[2], "
-    "int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]))))"
+    "int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], json.loads(sys.argv[6])))))"
 )
 
 
@@ -435,7 +400,3 @@ def _json_row(row: Row) -> dict:
 def _median(values: list[float]) -> float:
     ordered = sorted(value for value in values if not math.isnan(value))
     return ordered[len(ordered) // 2] if ordered else float("nan")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
