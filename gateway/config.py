@@ -92,12 +92,18 @@ class SpeculativeSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     """``prompt_lookup``: the longest n-gram matched against the prompt; a request may set its own."""
 
 
+_PRINTABLE_ID = r"^[^\s\x00-\x1f\x7f/]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+ModelId = Annotated[str, Meta(min_length=1, max_length=256, pattern=_PRINTABLE_ID)]
+"""A model's name as clients send it: 1 to 256 printable characters, not starting with ``/`` or beginning
+or ending with a space, so that every id can be written in a URL (``/admin/models/{id}``) and a log."""
+
+
 class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     """One model served on one device."""
 
-    id: str
+    id: ModelId
     """The name clients pass as ``model``."""
-    source: str
+    source: Annotated[str, Meta(min_length=1)]
     """A folder with an OpenVINO IR, a ``.gguf`` file, a Hugging Face repo id, or ``"demo"``."""
     device: str = "CPU"
     """OpenVINO device: CPU, GPU, GPU.1, NPU, AUTO, ..."""
@@ -178,7 +184,7 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
 class ModelAlias(Struct, forbid_unknown_fields=True, kw_only=True):
     """Another name for a model."""
 
-    name: Annotated[str, Meta(min_length=1, max_length=256)]
+    name: ModelId
     """The name clients send; a trailing ``*`` matches any ending (``claude-*``). A model's own id wins
     over an alias, and an exact alias over a pattern."""
     model: str

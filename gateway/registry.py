@@ -109,6 +109,9 @@ class ModelEntry:
     failures: int = 0
     """Engine failures in a row, each within ``HEALTHY_RUN_SECONDS`` of the previous start."""
     ready_since: float = 0.0
+    configured: bool = False
+    """One of the models the server was started with (config file, ``--model``), which ``/ready`` waits
+    for; a model an operator loads at run time is not."""
 
 
 class ModelRegistry:
@@ -123,7 +126,7 @@ class ModelRegistry:
     def load_all(self) -> None:
         """Load every configured model (blocking); ``ConfigError`` with one line on the first failure."""
         for spec in self._config.models:
-            entry = ModelEntry(spec, "loading")
+            entry = ModelEntry(spec, "loading", configured=True)
             self._entries[spec.id] = entry
             self._load(entry)
             if entry.state == "failed":
@@ -147,8 +150,13 @@ class ModelRegistry:
                 await self._watch(entry)
 
     def readiness(self) -> list[ModelEntry]:
-        """Every model that is not ready (empty when the server is ready to serve all of them)."""
-        return [entry for entry in self._entries.values() if entry.state != "ready"]
+        """Every configured model that is not ready (empty when the server is ready for its job).
+
+        Models loaded at run time do not count: an operator's load that fails must not take the replica
+        out of its load balancer (it shows in ``/admin/models``), as Kubernetes readiness means "can
+        serve what it was deployed for". A configured model that an operator unloads no longer counts.
+        """
+        return [entry for entry in self._entries.values() if entry.configured and entry.state != "ready"]
 
     async def remove(self, model_id: str) -> ModelEntry:
         """Stop serving ``model_id``: new requests get 404 at once, running ones end with an error."""

@@ -129,7 +129,8 @@ async def health(registry: ModelRegistry) -> Health:
 
 @get("/ready")
 async def ready(registry: ModelRegistry) -> Response[Readiness]:
-    """Readiness: 200 while every configured model is ready; 503 naming the models that are not."""
+    """Readiness: 200 while every model the server was started with is ready; 503 naming those that are
+    not. Models loaded through ``/admin`` do not count (see ``ModelRegistry.readiness``)."""
     waiting = [ModelReadiness(id=e.spec.id, state=e.state, reason=e.error) for e in registry.readiness()]
     readiness = Readiness(status="not_ready" if waiting else "ready", models=waiting)
     return Response(readiness, status_code=503 if waiting else 200)

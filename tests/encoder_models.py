@@ -50,14 +50,34 @@ CROSS_ENCODER_SCALE = 300.0
 CROSS_ENCODER_SEED = 0
 
 
+EXPORT_INPUTS = (
+    "adapters/export",
+    "adapters/openvino/model_files.py",
+    "gateway/cli.py",
+    "gateway/sources.py",
+)
+"""Everything of OpenArc's that decides an export's content: the export package (code, and the quality
+text), the manifest and task reading, the command line (flags, presets, defaults) and model sources."""
+
+
 def export_cache_key() -> str:
-    """A key that changes when the export code or a library that shapes its result changes."""
+    """A key that changes when anything that shapes a test export changes: OpenArc's export inputs
+    (``EXPORT_INPUTS``) and the libraries' versions. Each export's own flags key its folder
+    (``flags_key``), so a warm cache can never hide an export regression."""
     digest = hashlib.sha256()
-    for module in sorted((ROOT / "adapters" / "export").glob("*.py")):
-        digest.update(module.read_bytes())
-    for package in ("optimum-intel", "nncf", "transformers", "openvino", "openvino-tokenizers"):
+    for name in EXPORT_INPUTS:
+        path = ROOT / name
+        for file in sorted(path.rglob("*") if path.is_dir() else [path]):
+            if file.is_file() and "__pycache__" not in file.parts:
+                digest.update(str(file.relative_to(ROOT)).encode() + b"\0" + file.read_bytes())
+    for package in ("optimum-intel", "nncf", "transformers", "openvino", "openvino-tokenizers", "torch"):
         digest.update(importlib.metadata.version(package).encode())
     return digest.hexdigest()[:16]
+
+
+def flags_key(*parts: str) -> str:
+    """A short digest of an export's flags and the texts they name, for its folder name."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
 
 
 def export_cache(cache_root: Path = CACHE_ROOT) -> Path:
@@ -140,10 +160,13 @@ def _build_cross_encoder(tokenizer_dir: Path, output: Path) -> None:
 
 
 def _exported(source: Path, output: Path, task: str) -> Path:
-    """``source`` exported with fp16 weights for ``task`` into ``output``, unless it is there already."""
+    """``source`` exported with fp16 weights for ``task`` into ``output`` (named by its flags too), unless
+    it is there already."""
+    flags = ("--task", task, "--preset", "fp16")
+    output = output.with_name(f"{output.name}-{flags_key(*flags)}")
     if (output / MANIFEST).is_file():
         return output
-    result = openarc("export", str(source), str(output), "--task", task, "--preset", "fp16", "--force")
+    result = openarc("export", str(source), str(output), *flags, "--force")
     if result.returncode != 0:
         raise RuntimeError(f"openarc export {source.name} failed:\n{result.stderr[-3000:]}")
     return output

@@ -7,6 +7,7 @@ import threading
 import httpx
 import pytest
 from conftest import ADMIN_KEY, DEMO
+from helpers import wait_for
 
 from gateway.config import ServerConfig
 from gateway.sources import ensure_demo_model
@@ -99,3 +100,49 @@ def test_bad_loads_are_clear_4xx(http, demo_path, spec, status, message):
 
 def test_unload_unknown_model_is_404(http):
     assert http.delete("/admin/models/no-such-model", headers=AUTH).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("spec", "param"),
+    [
+        ({"id": "", "source": "demo"}, "id"),
+        ({"id": " padded", "source": "demo"}, "id"),
+        ({"id": "/rooted", "source": "demo"}, "id"),
+        ({"id": "two\nlines", "source": "demo"}, "id"),
+        ({"id": "x" * 257, "source": "demo"}, "id"),
+        ({"id": "no-source", "source": ""}, "source"),
+        ({"id": "no-source"}, "source"),
+    ],
+)
+def test_ids_and_sources_that_could_never_be_removed_are_refused(http, spec, param):
+    """Found by schemathesis: an empty id and an empty source used to be registered as a failed model ""
+    that no DELETE could reach, and /ready answered 503 from then on."""
+    before = http.get("/admin/models", headers=AUTH).json()["data"]
+    response = http.post("/admin/models?wait=false", headers=AUTH, json=spec)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert http.get("/admin/models", headers=AUTH).json()["data"] == before
+    assert http.get("/ready").status_code == 200
+
+
+def test_a_failed_run_time_load_is_removable_and_leaves_readiness_alone(http):
+    """/ready waits for the models the server was started with; an operator's load that fails is listed
+    as failed in /admin/models until it is deleted, and never takes the replica out of its load balancer."""
+    started = http.post(
+        "/admin/models?wait=false", headers=AUTH, json={"id": "doomed", "source": "/nonexistent/model"}
+    )
+    assert started.status_code == 202, started.text
+
+    def state() -> str | None:
+        listed = http.get("/admin/models", headers=AUTH).json()["data"]
+        return next((m["state"] for m in listed if m["id"] == "doomed"), None)
+
+    wait_for(lambda: state() == "failed", timeout=60, what="the load to fail")
+    assert http.get("/ready").status_code == 200
+    assert http.get("/ready").json() == {"status": "ready", "models": []}
+    failed = ask(http, "doomed")
+    assert failed.status_code == 503 and failed.json()["error"]["code"] == "model_not_ready"
+    removed = http.delete("/admin/models/doomed", headers=AUTH)
+    assert removed.status_code == 200 and removed.json()["state"] == "unloaded"
+    assert state() is None
+    assert ask(http, "doomed").status_code == 404

@@ -223,3 +223,15 @@ def test_listening_beyond_loopback_without_keys_warns(config, warned):
     warnings = exposure_warnings(config)
     assert len(warnings) == len(warned)
     assert all(w.startswith(prefix) for w, prefix in zip(warnings, warned, strict=True))
+
+
+def test_without_an_admin_key_admin_takes_the_api_keys(tmp_path):
+    """With API keys and no admin key, /admin takes the API keys (README, API keys); nothing else opens it."""
+    config = tmp_path / "openarc.toml"
+    config.write_text(f'api_keys = ["{CONFIG_KEY}"]\n[[models]]\nid = "{DEMO}"\nsource = "demo"\n')
+    with running_server(config, tmp_path / "server.log") as root:
+        for headers, status in ((bearer(CONFIG_KEY), 200), ({"X-Api-Key": CONFIG_KEY}, 200), ({}, 401)):
+            response = httpx.get(f"{root}/admin/models", headers=headers, timeout=30)
+            assert response.status_code == status, response.text
+        wrong = httpx.get(f"{root}/admin/models", headers=bearer(ADMIN), timeout=30)
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"

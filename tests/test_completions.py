@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import httpx
+import numpy as np
 import openai
 import pytest
-from conftest import DEMO, SEQUENTIAL
+from conftest import DEMO, EXACT, SEQUENTIAL
 
 PROMPT = "The capital of France is"
 
@@ -49,6 +50,39 @@ def test_streaming_equals_non_streaming(client: openai.OpenAI):
         chunk.choices[0].finish_reason for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason
     ]
     assert reasons == [whole.choices[0].finish_reason]
+
+
+def test_n_choices_are_sampled_independently(client: openai.OpenAI):
+    """n=2 with sampling on: each choice has its own random stream (seed + index), so the two differ,
+    and each is what a single request with that choice's seed gives."""
+    sampled = {"model": DEMO, "prompt": PROMPT, "max_tokens": 24, "temperature": 1.0, "seed": 11}
+    answer = client.completions.create(n=2, **sampled)
+    first, second = (choice.text for choice in answer.choices)
+    assert first != second
+    assert client.completions.create(**sampled).choices[0].text == first
+    assert client.completions.create(**{**sampled, "seed": 12}).choices[0].text == second
+
+
+def test_streamed_echo_with_logprobs_matches_the_whole_answer(client: openai.OpenAI):
+    """echo streamed: the prompt comes first, then the generated text with its logprobs, exactly as the
+    non-streamed answer has them."""
+    request = {
+        "model": DEMO,
+        "prompt": PROMPT,
+        "max_tokens": 8,
+        "temperature": 0,
+        "echo": True,
+        "logprobs": 0,
+    }
+    whole = client.completions.create(**request).choices[0]
+    chunks = [c.choices[0] for c in client.completions.create(stream=True, **request) if c.choices]
+    assert chunks[0].text == PROMPT
+    assert "".join(chunk.text for chunk in chunks) == whole.text
+    streamed_tokens = [token for chunk in chunks if chunk.logprobs for token in chunk.logprobs.tokens]
+    streamed_logprobs = [lp for chunk in chunks if chunk.logprobs for lp in chunk.logprobs.token_logprobs]
+    assert streamed_tokens == whole.logprobs.tokens
+    assert streamed_logprobs == pytest.approx(whole.logprobs.token_logprobs)
+    assert len(whole.logprobs.tokens) == 8 and all(lp <= 0 for lp in whole.logprobs.token_logprobs)
 
 
 def test_list_of_prompts_with_n_and_echo(client: openai.OpenAI):
@@ -165,3 +199,26 @@ def test_refused_parameters(client: openai.OpenAI, http: httpx.Client):
 def test_logprobs_on_the_sequential_engine_is_a_400(client: openai.OpenAI):
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model=SEQUENTIAL, prompt=PROMPT, max_tokens=4, logprobs=0)
+
+
+def test_logprobs_equal_a_teacher_forced_computation(client: openai.OpenAI, http: httpx.Client):
+    """The logprobs the engine reports for its greedy tokens, against the same weights run outside it: the
+    demo model's IR (the server's own GGUF conversion) through the OpenVINO runtime, one forward pass over
+    prompt + answer, in f32 without dynamic quantization, as the EXACT model computes."""
+    from adapters.export.quality import TeacherForcedModel
+    from adapters.openvino.gguf_conversion import ensure_converted
+    from gateway.config import ServerConfig
+    from gateway.sources import ensure_demo_model
+
+    answer = client.completions.create(model=EXACT, prompt=PROMPT, max_tokens=8, temperature=0, logprobs=0)
+    choice = answer.choices[0]
+    prompt_ids = http.post("/tokenize", json={"model": EXACT, "prompt": PROMPT}).json()["tokens"]
+    whole_ids = http.post("/tokenize", json={"model": EXACT, "prompt": PROMPT + choice.text}).json()["tokens"]
+    assert whole_ids[: len(prompt_ids)] == prompt_ids and len(whole_ids) == len(prompt_ids) + 8
+    cache = ServerConfig().cache_path
+    ir = ensure_converted(ensure_demo_model(cache), cache / "converted")
+    model = TeacherForcedModel(ir, precision="f32", properties={"DYNAMIC_QUANTIZATION_GROUP_SIZE": 0})
+    rows = model.log_probs(np.asarray(whole_ids), len(prompt_ids))
+    expected = rows[np.arange(8), whole_ids[len(prompt_ids) :]]
+    assert np.all(rows.argmax(axis=1) == whole_ids[len(prompt_ids) :]), "greedy tokens are the argmax"
+    np.testing.assert_allclose(choice.logprobs.token_logprobs, expected, atol=2e-3)

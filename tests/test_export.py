@@ -11,13 +11,16 @@ names them, so the sweep test reuses them instead of exporting again.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
 from encoder_models import (
     CACHE_ROOT,
     export_cache,
+    flags_key,
     minilm_export,
     minilm_source,
     openarc,
@@ -57,6 +60,7 @@ EXPORTS = {
     "fp16": ("--preset", "fp16"),
     "int8": ("--preset", "int8"),
     "int4-awq-se": ("--preset", "int4-awq-se", "--num-samples", "4", "--quality"),
+    "int4": ("--preset", "int4"),  # data-free: no calibration text at all
 }
 SENTENCES = [
     "A man is eating food.",
@@ -82,10 +86,13 @@ def short_text() -> Path:
 
 @pytest.fixture(scope="session")
 def exports(demo_gguf, short_text) -> dict[str, Path]:
-    folder = export_cache() / "smollm2"
     calibration = export_cache() / "calibration.txt"
     calibration.write_text(CALIBRATION)
     extra = {"int4-awq-se": ("--dataset", str(calibration), "--text", str(short_text))}
+    # The folder is keyed by every export's flags and the texts they name; the exports in it keep the
+    # sweep's candidate names, so the sweep test finds them.
+    every_flag = [part for name, flags in EXPORTS.items() for part in (name, *flags, *extra.get(name, ()))]
+    folder = export_cache() / f"smollm2-{flags_key(*every_flag, CALIBRATION, short_text.read_text())}"
     made = {}
     for name, flags in EXPORTS.items():
         output = folder / name
@@ -122,7 +129,10 @@ def test_manifests_record_how_each_export_was_made(exports, demo_gguf):
         "fp16": ("fp16", "fp16"),
         "int8": ("int8", "int8"),
         "int4-awq-se": ("int4-awq-se (modified)", "int4"),  # fewer calibration samples, a local file
+        "int4": ("int4", "int4"),
     }
+    data_free = made["int4"]["options"]
+    assert not data_free["awq"] and not data_free["scale_estimation"] and not data_free["dataset"]
     awq = made["int4-awq-se"]["options"]
     assert awq["awq"] and awq["scale_estimation"] and awq["num_samples"] == 4
     # int4's default group size 128 does not divide the hidden size 576: a valid one is picked, and said.
@@ -137,6 +147,35 @@ def test_manifests_record_how_each_export_was_made(exports, demo_gguf):
     for folder in exports.values():
         names = {p.name for p in folder.iterdir()}
         assert {"openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"} <= names
+
+
+def xml_weights(folder: Path) -> dict[str, tuple[int, int]]:
+    """An independent reading of an IR's weights: every constant in ``openvino_model.xml`` of at least
+    65,536 elements (scales, zero points and norms are far smaller), as (tensors, elements) by its
+    element type's precision. Plain XML: neither OpenVINO nor the census code."""
+    names = {"u4": "int4", "i4": "int4", "u8": "int8", "i8": "int8", "f16": "fp16", "f32": "fp32"}
+    found: dict[str, list[int]] = {}
+    for layer in ElementTree.parse(folder / "openvino_model.xml").getroot().iter("layer"):
+        data = layer.find("data")
+        if layer.get("type") != "Const" or data is None or not data.get("shape"):
+            continue
+        elements = math.prod(int(d) for d in data.get("shape").split(","))
+        if elements >= 65536:
+            counts = found.setdefault(names[data.get("element_type")], [0, 0])
+            counts[0] += 1
+            counts[1] += elements
+    return {precision: (tensors, elements) for precision, (tensors, elements) in found.items()}
+
+
+def test_census_agrees_with_an_independent_reading_of_the_xml(exports):
+    for name, folder in exports.items():
+        census = manifest(folder)["precision"]
+        reading = xml_weights(folder)
+        total = sum(elements for _, elements in reading.values())
+        assert total == census["parameters"], name
+        assert {p: tensors for p, (tensors, _) in reading.items()} == census["tensors"], name
+        shares = {p: elements / total for p, (_, elements) in reading.items()}
+        assert shares == pytest.approx(census["weights"], abs=5e-5), name  # the manifest keeps 4 decimals
 
 
 def test_exports_hold_the_precision_their_preset_says(exports):
@@ -159,6 +198,11 @@ def test_exports_hold_the_precision_their_preset_says(exports):
     assert weights["int4"] > 0.75 and set(weights) == {"int4", "int8"}
     assert tensors == {"int4": 210, "int8": 1}
     assert census["int4-awq-se"]["group_sizes"] == {"int4": [64], "int8": [-1]}
+    # The data-free int4 preset compresses the same layers the same way, without calibration.
+    assert census["int4"]["tensors"] == tensors and census["int4"]["group_sizes"] == {
+        "int4": [64],
+        "int8": [-1],
+    }
     sizes = [census[name]["model_bytes"] for name in ("fp16", "int8", "int4-awq-se")]
     assert sizes == sorted(sizes, reverse=True)
 

@@ -152,3 +152,22 @@ async def test_running_waiting_and_rejections_follow_the_queue(http, aclient):
         "the queue to empty",
     )
     assert value(idle, "openarc_model_state", model=SEQUENTIAL, state="ready") == 1
+
+
+def test_openmetrics_when_the_scraper_asks_for_it(http):
+    """Prometheus asks for OpenMetrics first; other scrapers get the text format. Each is parsed with its
+    own parser from prometheus-client, so a body in the wrong format fails here."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    negotiated = http.get("/metrics", headers={"Accept": accept})
+    assert negotiated.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert negotiated.text.endswith("# EOF\n")
+    families = {family.name: family for family in openmetrics_families(negotiated.text)}
+    state = families["openarc_model_state"]
+    assert any(s.labels == {"model": DEMO, "state": "ready"} and s.value == 1 for s in state.samples)
+    assert families["openarc_engine_restarts"].type == "counter"
+    plain = http.get("/metrics")
+    assert plain.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "# EOF" not in plain.text
+    assert value(parse(plain.text), "openarc_model_state", model=DEMO, state="ready") == 1

@@ -99,3 +99,29 @@ def test_the_shipped_text_is_long_and_varied(exports):  # noqa: F811
 def test_an_encoder_is_not_a_decoder():
     with pytest.raises(QualityError, match="not a decoder's with a KV cache"):
         TeacherForcedModel(minilm_export())
+
+
+def test_kl_and_top1_are_exact(exports, short_ids, tmp_path):  # noqa: F811
+    """Compare's figures against a computation here: the KL of an export against itself is 0, and int8
+    against fp16 on a fixed text gives the mean KL and top-1 agreement numpy gives from the two models'
+    log-probabilities (the reference is kept as float16 on disk, hence the tolerance)."""
+    ids, context = short_ids[:400], 128
+    fp16 = TeacherForcedModel(exports["fp16"], precision="f32")
+    int8 = TeacherForcedModel(exports["int8"], precision="f32")
+    run = ReferenceRun(fp16, ids, context, tmp_path)
+    try:
+        itself, measured = run.compare(fp16), run.compare(int8)
+    finally:
+        run.close()
+    assert itself.kl_mean < 1e-5 and itself.top1_agreement == 1.0
+    divergences, agreements = [], []
+    for window, scored_from in windows(ids, context):
+        theirs, mine = fp16.log_probs(window, scored_from), int8.log_probs(window, scored_from)
+        divergences.append(np.sum(np.exp(theirs) * (theirs - mine), axis=1))
+        agreements.append(theirs.argmax(axis=1) == mine.argmax(axis=1))
+    expected = np.concatenate(divergences)
+    assert measured.positions == len(expected) == len(ids) - context // 4
+    assert measured.kl_mean == pytest.approx(expected.mean(), rel=1e-2)
+    assert measured.kl_p99 == pytest.approx(np.percentile(expected, 99), rel=2e-2)
+    assert measured.top1_agreement == pytest.approx(np.concatenate(agreements).mean(), abs=1 / len(expected))
+    assert measured.kl_mean > 1e-4, "int8 and fp16 differ: a KL of 0 here would mean one model was run twice"

@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -24,9 +25,12 @@ from helpers import wait_for
 
 from adapters.base import RESTART_RETRY_AFTER
 from gateway.config import ServerConfig
+from gateway.harness import parse, value
+from gateway.registry import RESTART_BACKOFF
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 LONG = {"max_tokens": 3000, "ignore_eos": True, "temperature": 0}
+HELLO = [{"role": "user", "content": "Hello."}]
 
 CHAT_REASONS = {
     "engine": "the engine process exited (exit code -9)",
@@ -135,3 +139,46 @@ def test_killed_encoder_cuts_its_request_off_and_the_model_comes_back(http, serv
     again = http.post("/v1/embeddings", json={"model": encoder_model, "input": "back?"})
     assert again.status_code == 200, again.text
     assert len(again.json()["data"][0]["embedding"]) == 384
+
+
+def test_restart_backoff_then_failed_after_max_restarts(http):
+    """The registry's one restart policy, for every kind of child: the first restart waits a second
+    (backoff), requests meanwhile get 503 model_not_ready with Retry-After, the metrics count the restart
+    and the state; a second failure within a minute is one more than max_restarts = 1, so the model is
+    failed, says why, and can be removed. /ready ignores it throughout: it was loaded at run time."""
+    model = "fragile"
+    response = http.post(
+        "/admin/models", headers=AUTH, json={"id": model, "source": "demo", "max_restarts": 1}
+    )
+    assert response.status_code == 200, response.text
+    try:
+        first_pid = admin_entry(http, model)["engine_pid"]
+        killed_at = time.monotonic()
+        os.kill(first_pid, signal.SIGKILL)
+        wait_for(lambda: admin_entry(http, model)["state"] == "restarting", timeout=30, what="restarting")
+        waiting = http.post("/v1/chat/completions", json={"model": model, "messages": HELLO, "max_tokens": 2})
+        assert waiting.status_code == 503, waiting.text
+        assert waiting.json()["error"]["code"] == "model_not_ready"
+        assert "restarting after an engine failure" in waiting.json()["error"]["message"]
+        assert waiting.headers["retry-after"] == "5"
+        assert http.get("/ready").status_code == 200
+        wait_until_back(http, model, first_pid)
+        assert time.monotonic() - killed_at >= RESTART_BACKOFF[0]
+        samples = parse(http.get("/metrics").text)
+        assert value(samples, "openarc_engine_restarts_total", model=model) == 1
+        assert value(samples, "openarc_model_state", model=model, state="ready") == 1
+        assert value(samples, "openarc_model_state", model=model, state="restarting") == 0
+
+        os.kill(admin_entry(http, model)["engine_pid"], signal.SIGKILL)
+        wait_for(lambda: admin_entry(http, model)["state"] == "failed", timeout=60, what="failed")
+        entry = admin_entry(http, model)
+        assert entry["restarts"] == 1 and "failed 2 times in a row" in entry["error"], entry
+        refused = http.post("/v1/chat/completions", json={"model": model, "messages": HELLO, "max_tokens": 2})
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "model_not_ready"
+        assert "failed 2 times in a row" in refused.json()["error"]["message"]
+        samples = parse(http.get("/metrics").text)
+        assert value(samples, "openarc_model_state", model=model, state="failed") == 1
+        assert http.get("/ready").status_code == 200
+    finally:
+        removed = http.delete(f"/admin/models/{model}", headers=AUTH)
+    assert removed.status_code == 200, removed.text
