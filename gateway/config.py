@@ -92,10 +92,15 @@ class SpeculativeSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     """``prompt_lookup``: the longest n-gram matched against the prompt; a request may set its own."""
 
 
-_PRINTABLE_ID = r"^[^\s\x00-\x1f\x7f/]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+# Printable (no C0 or C1 control characters), no space at either end, and every "/"-separated part a
+# real one (not "", "." or ".."): clients and proxies rewrite those in a URL, so such an id could never
+# be addressed (found by fuzzing: an id "." was loaded, and then no DELETE could reach it).
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+_PRINTABLE_ID = rf"^(?!(?:.*/)?\.{{1,2}}(?:/|$))(?!.*//)[^\s{_CONTROL}/]([^{_CONTROL}]*[^\s{_CONTROL}/])?$"
 ModelId = Annotated[str, Meta(min_length=1, max_length=256, pattern=_PRINTABLE_ID)]
-"""A model's name as clients send it: 1 to 256 printable characters, not starting with ``/`` or beginning
-or ending with a space, so that every id can be written in a URL (``/admin/models/{id}``) and a log."""
+"""A model's name as clients send it: 1 to 256 printable characters, no space or ``/`` at either end, and
+no ``.``, ``..`` or empty segment between slashes, so that every id can be written in a URL
+(``/admin/models/{id}``) and a log."""
 
 
 class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
