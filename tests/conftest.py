@@ -18,7 +18,6 @@ from gateway.harness import running_server
 DEMO = "SmolLM2-135M-Instruct"
 SMALL_QUEUE = "smollm2-small-queue"
 """The demo model again, with room for one running and one waiting request, to test admission control."""
-SMALL_QUEUE_TIMEOUT = 6
 SEQUENTIAL = "smollm2-sequential"
 """The demo model on the one-at-a-time engine that NPU gets, with one waiting request allowed, greedy by
 default (its ``sampling`` setting), computing exactly (``EXACT_PROPERTIES``)."""
@@ -57,7 +56,6 @@ source = "demo"
 id = "{SMALL_QUEUE}"
 source = "demo"
 max_queue = 1
-request_timeout = {SMALL_QUEUE_TIMEOUT}
 scheduler = {{ max_num_seqs = 1, cache_size = 1 }}
 
 [[models]]

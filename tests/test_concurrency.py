@@ -8,7 +8,7 @@ import socket
 
 import httpx
 import pytest
-from conftest import DEMO, EXACT, SEQUENTIAL, SMALL_QUEUE
+from conftest import ADMIN_KEY, DEMO, EXACT, SEQUENTIAL, SMALL_QUEUE
 from helpers import wait_for
 
 from gateway.harness import parse, value
@@ -156,11 +156,27 @@ def test_sequential_engine_answers_like_continuous_batching(client, stream):
     assert (text, reason) == (continuous[0][: continuous[0].index(stop)], "stop")
 
 
+TIMEOUT_MODEL = "smollm2-timeout"
+TIMEOUT = 6
+"""Seconds TIMEOUT_MODEL allows a request: at 5 tok/s a first token still comes well before."""
+
+
+@pytest.fixture(scope="module")
+def timeout_model(http):
+    """A model of these tests' own with a short request_timeout: on a shared one (it was SMALL_QUEUE),
+    the queue test's running request could itself time out on a slow machine and free the queue."""
+    spec = {"id": TIMEOUT_MODEL, "source": "demo", "request_timeout": TIMEOUT, "scheduler": {"cache_size": 1}}
+    response = http.post("/admin/models", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, json=spec)
+    assert response.status_code == 200, response.text
+    yield TIMEOUT_MODEL
+    http.delete(f"/admin/models/{TIMEOUT_MODEL}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+
+
 @pytest.mark.parametrize("stream", [False, True])
-def test_request_timeout_stops_generation(http, activity, stream):
-    """SMALL_QUEUE allows SMALL_QUEUE_TIMEOUT seconds per request; 8000 tokens take far longer."""
+def test_request_timeout_stops_generation(http, activity, timeout_model, stream):
+    """TIMEOUT_MODEL allows TIMEOUT seconds per request; 8000 tokens take far longer."""
     request = {
-        "model": SMALL_QUEUE,
+        "model": timeout_model,
         "messages": [{"role": "user", "content": "Count."}],
         **LONG,
         "max_tokens": 8000,  # a minute at the fastest speed measured: only the timeout can end it
@@ -175,4 +191,4 @@ def test_request_timeout_stops_generation(http, activity, stream):
     else:
         assert response.status_code == 408
         assert response.json()["error"]["code"] == "request_timeout"
-    wait_for(lambda: activity(SMALL_QUEUE)["running"] == 0, what="the timed-out generation to stop")
+    wait_for(lambda: activity(timeout_model)["running"] == 0, what="the timed-out generation to stop")
