@@ -157,6 +157,8 @@ class ModelInfo:
     source: str = ""
     pid: int | None = None
     """The process serving the model, where it has one of its own."""
+    pids: tuple[int, ...] = ()
+    """Every process the model runs in (its memory is theirs)."""
     output_format: OutputFormat = OutputFormat()
     """How the model writes tool calls and reasoning (from its chat template or the config)."""
     kind: ModelKind = "chat"
@@ -369,6 +371,10 @@ class EngineOverloadedError(AdapterError):
 @dataclass
 class ModelLoadError(ReasonedError):
     """A model could not be loaded; ``reason`` is a one-line, actionable explanation."""
+
+    transient: bool = False
+    """The loading process died (killed, out of memory) rather than refusing the model's files: trying
+    again may work."""
 
 
 @dataclass

@@ -2,10 +2,11 @@
 
 Starts OpenArc with the demo model and Open WebUI (from PyPI, in a venv of its own) pointed at it,
 offline: no model downloads, no Ollama. Through Open WebUI's own API it signs up the first user (the
-admin), lists the models (OpenArc's must be there), turns the model's builtin tools off (they do not fit
-the demo model's context), gets a streamed answer, leaves a stream early (OpenArc must stop generating)
-and asks for a chat title; then, in headless Chromium, it opens Open WebUI signed in, asks the question
-in the chat box and saves a screenshot of the answer. Prints what it measured.
+admin), lists the models (OpenArc's must be there, an unloaded one too, which loads when chosen),
+turns the model's builtin tools off (they do not fit the demo model's context), gets a streamed answer,
+leaves a stream early (OpenArc must stop generating) and asks for a chat title; then, in headless
+Chromium, it opens Open WebUI signed in, asks the question in the chat box and saves a screenshot of the
+answer. Prints what it measured.
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ import httpx
 from bench.e2e import headless_chromium, say
 from gateway.harness import free_port, parse, running_server, total
 
+MODEL = "SmolLM2-135M-Instruct"
+ON_DEMAND = "SmolLM2-on-demand"
+"""The demo model again, not preloaded: Open WebUI must list it while it is unloaded, and choosing it
+must load it."""
 CONFIG = (
     os.environ.get("OPENARC_E2E_CONFIG_EXTRA", "")
-    + '[[models]]\nid = "SmolLM2-135M-Instruct"\nsource = "demo"\n'
+    + f'[[models]]\nid = "{MODEL}"\nsource = "demo"\n'
+    + f'[[models]]\nid = "{ON_DEMAND}"\nsource = "demo"\npreload = false\n'
 )
-MODEL = "SmolLM2-135M-Instruct"
 QUESTION = "What is the capital of France?"
 
 
@@ -94,7 +99,8 @@ def api_checks(ui: str, openarc: str) -> str:
         auth = {"Authorization": f"Bearer {token}"}
         models = [m["id"] for m in client.get("/api/models", headers=auth).raise_for_status().json()["data"]]
         say(f"models Open WebUI offers: {models}")
-        assert MODEL in models, models
+        assert MODEL in models and ON_DEMAND in models, models
+        on_demand_check(client, auth, openarc)
         without_builtin_tools(client, auth)
         request = {
             "model": MODEL,
@@ -122,6 +128,21 @@ def api_checks(ui: str, openarc: str) -> str:
         stop_check(client, auth, openarc)
         title_check(client, auth)
         return token
+
+
+def on_demand_check(client: httpx.Client, auth: dict[str, str], openarc: str) -> None:
+    """A model Open WebUI listed while it was unloaded loads when chosen, and answers."""
+    state = httpx.get(f"{openarc}/v1/models/{ON_DEMAND}").json()["state"]
+    assert state == "unloaded", state
+    request = {"model": ON_DEMAND, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 16}
+    started = time.monotonic()
+    answer = client.post("/api/chat/completions", headers=auth, json=request).raise_for_status().json()
+    state = httpx.get(f"{openarc}/v1/models/{ON_DEMAND}").json()["state"]
+    say(
+        f"{ON_DEMAND}, listed unloaded, chosen in Open WebUI: loaded and answered in "
+        f"{time.monotonic() - started:.1f} s (now {state}): {answer['choices'][0]['message']['content']!r}"
+    )
+    assert state == "ready" and answer["choices"][0]["message"]["content"], answer
 
 
 def without_builtin_tools(client: httpx.Client, auth: dict[str, str]) -> None:

@@ -85,6 +85,27 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-prompts", action="store_true", default=None, help="log messages and generated text (debug)"
     )
+    serve.add_argument(
+        "--models-dir",
+        action="append",
+        dest="models_dirs",
+        metavar="DIR",
+        help="serve every export and .gguf file in DIR, loaded on first use; repeatable "
+        "(default: the cache's exports/ and models/)",
+    )
+    serve.add_argument(
+        "--keep-alive",
+        metavar="DURATION",
+        help="how long an idle model that was not preloaded stays loaded "
+        "(default 5m; 0: unload at once, -1: never)",
+    )
+    serve.add_argument(
+        "--max-loaded-memory",
+        metavar="SIZE",
+        help="memory the loaded models may take together "
+        "(12GB, 8GiB, 75%%); idle models are unloaded to make room",
+    )
+    serve.add_argument("--max-loaded-models", type=int, metavar="N", help="most models loaded at once")
     serve.add_argument("--admin-key", help="require this bearer key on /admin (default: $OPENARC_ADMIN_KEY)")
     serve.add_argument(
         "--api-key",
@@ -113,10 +134,15 @@ def _parser() -> argparse.ArgumentParser:
         env_api_keys=[key for key in os.environ.get("OPENARC_API_KEY", "").split(",") if key.strip()],
     )
 
-    models = commands.add_parser("models", help="list the models OpenArc knows: configured, cached, exported")
+    models = commands.add_parser(
+        "models", help="list the models a server would serve (configured, in its model folders), or does"
+    )
     models.add_argument("--config", type=Path, help="also list this config file's models")
     models.add_argument("--cache-dir", help="model cache to scan (default ~/.cache/openarc)")
-    models.add_argument("paths", nargs="*", type=Path, help="more model files or folders of models")
+    models.add_argument("--models-dir", action="append", dest="models_dirs", metavar="DIR")
+    models.add_argument("--url", help="list what a running server serves, with states and memory, instead")
+    models.add_argument("--api-key", help="the running server's API key (default: $OPENARC_API_KEY)")
+    models.add_argument("paths", nargs="*", type=Path, help="more model folders (or models) to list")
     models.set_defaults(run=_models)
 
     export = commands.add_parser(
@@ -221,9 +247,14 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
             "log_prompts",
             "admin_key",
             "chat_page",
+            "keep_alive",
+            "max_loaded_memory",
+            "max_loaded_models",
         )
         if getattr(args, name, None) is not None
     }
+    if getattr(args, "models_dirs", None):
+        overrides["models_dirs"] = [*(config.models_dirs or []), *args.models_dirs]
     if getattr(args, "shutdown_grace", None) is not None:
         overrides["shutdown_grace"] = args.shutdown_grace
     overrides["api_keys"] = _api_keys(config, args)
@@ -233,6 +264,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         for name in ("device", "inference_precision")
         if getattr(args, name, None) is not None
     }
+    config = msgspec.structs.replace(config, **overrides)
     try:
         if args.model:
             models = list(config.models) + [_model_spec(entry, **per_model) for entry in args.model]
@@ -240,7 +272,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
             models = [msgspec.structs.replace(m, **per_model) for m in with_defaults(config).models]
     except ValueError as exc:  # a model's own check (ModelSpec.__post_init__), such as two precisions
         raise ConfigError(str(exc)) from None
-    return with_defaults(msgspec.structs.replace(config, models=models, **overrides))
+    return with_defaults(msgspec.structs.replace(config, models=models))
 
 
 def _api_keys(config: ServerConfig, args: argparse.Namespace) -> list[str]:
@@ -496,12 +528,41 @@ def _export_options(args: argparse.Namespace) -> tuple[ExportOptions, str | None
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .catalog import catalog, format_table
+    """The catalog a server with these settings would serve, or a running server's own list (``--url``)."""
+    from .catalog import build_catalog, format_table
 
+    if args.url:
+        return _live_models(args.url, args.api_key or os.environ.get("OPENARC_API_KEY", "").split(",")[0])
     config = load_config(args.config)
     if args.cache_dir:
         config = msgspec.structs.replace(config, cache_dir=args.cache_dir)
-    sys.stdout.write(format_table(catalog(config, args.paths)) + "\n")
+    single = [msgspec.structs.replace(_model_spec(str(p)), preload=False) for p in args.paths if p.is_file()]
+    folders = [str(p) for p in args.paths if not p.is_file()]
+    if args.models_dirs:  # as serve does: --models-dir replaces the default folders
+        config = msgspec.structs.replace(config, models_dirs=[*(config.models_dirs or []), *args.models_dirs])
+    served = with_defaults(config)  # the demo model, named as the server names it
+    config = msgspec.structs.replace(
+        served,
+        models=[*served.models, *single],
+        models_dirs=[*(str(p) for p in served.models_paths), *folders],
+    )
+    sys.stdout.write(format_table(build_catalog(config)) + "\n")
+    return 0
+
+
+def _live_models(url: str, api_key: str) -> int:
+    import httpx
+
+    from .catalog import format_live_table
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        answer = httpx.get(f"{url.rstrip('/').removesuffix('/v1')}/v1/models", headers=headers, timeout=30)
+        answer.raise_for_status()
+    except httpx.HTTPError as exc:
+        sys.stderr.write(f"openarc models: {url}: {exc}\n")
+        return 1
+    sys.stdout.write(format_live_table(answer.json()["data"]) + "\n")
     return 0
 
 

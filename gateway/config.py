@@ -7,6 +7,8 @@ one-line message.
 from __future__ import annotations
 
 import json
+import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,6 +19,7 @@ from msgspec import Meta, Struct
 from adapters.openvino.spec import InferencePrecision
 
 from .schemas import (
+    Duration,
     MaxNgramSize,
     MinP,
     NumAssistantTokens,
@@ -33,6 +36,58 @@ DEMO_SOURCE = "demo"
 
 class ConfigError(Exception):
     """The configuration is invalid; the message is one actionable line."""
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Duration) -> float | None:
+    """Seconds for a ``Duration``, or ``None`` for a negative one (forever); ``ValueError`` if unreadable."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip()
+        sign = -1.0 if text.startswith("-") else 1.0
+        body = text.lstrip("+-")
+        try:
+            seconds = sign * float(body)  # a bare number is seconds ("300", "-1")
+        except ValueError:
+            parts = _DURATION_PART.findall(body)
+            if not body or "".join(n + u for n, u in parts) != body:
+                raise ValueError(
+                    f"not a duration: {value!r} (use seconds, or a form like 30s, 5m, 1h30m)"
+                ) from None
+            seconds = sign * sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise ValueError(f"not a duration: {value!r}")
+    return None if seconds < 0 else seconds
+
+
+_BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_BYTE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_BYTES = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([a-z]*)\s*$")
+
+
+def parse_memory(value: int | str, machine_bytes: int) -> int:
+    """Bytes for a memory size: a number of bytes, ``"12GB"``, ``"8GiB"``, or ``"75%"`` of the machine's
+    memory (``machine_bytes``); ``ValueError`` if unreadable."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a memory size: {value!r}")
+    if isinstance(value, int):
+        return value
+    text = value.strip().lower()
+    if text.endswith("%"):
+        share = float(text[:-1])
+        if not 0 < share <= 100:
+            raise ValueError(f"a share of memory must be above 0 and at most 100 %: {value!r}")
+        return int(machine_bytes * share / 100)
+    match = _BYTES.match(text)
+    if match is None or match.group(2) not in _BYTE_UNITS:
+        raise ValueError(f"not a memory size: {value!r} (use bytes, or a form like 12GB, 8GiB, 75%)")
+    return int(float(match.group(1)) * _BYTE_UNITS[match.group(2)])
 
 
 class SchedulerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -175,8 +230,18 @@ class ModelSpec(Struct, forbid_unknown_fields=True, kw_only=True):
     max_restarts: Annotated[int, Meta(ge=0)] = 5
     """Engine failures in a row (each within a minute of the last start) restarted before the model is
     marked ``failed``; restarts wait 1, 2, 4, ... up to 30 seconds."""
+    preload: bool = True
+    """Load the model at start (before the port opens), as a one-model server wants; ``false`` loads it
+    on its first request. Models found in ``models_dirs`` are not preloaded."""
+    keep_alive: Duration | None = None
+    """How long the model stays loaded once idle (no request running or waiting): seconds or a form like
+    ``"5m"``; 0 unloads it as soon as it is idle, a negative value never. Unset: never for a preloaded
+    model, the server's ``keep_alive`` for the others. A request may set its own (``keep_alive``, as
+    Ollama's), which then holds for the model."""
 
     def __post_init__(self) -> None:
+        if self.keep_alive is not None:
+            parse_duration(self.keep_alive)  # a ValueError here is a validation error naming the spec
         hint = self.properties.get("INFERENCE_PRECISION_HINT")
         if hint is not None and self.inference_precision != "auto" and hint != self.inference_precision:
             # msgspec reports a ValueError raised here as a validation error of the whole spec.
@@ -193,7 +258,8 @@ class ModelAlias(Struct, forbid_unknown_fields=True, kw_only=True):
     """The name clients send; a trailing ``*`` matches any ending (``claude-*``). A model's own id wins
     over an alias, and an exact alias over a pattern."""
     model: str
-    """The id of a configured model; an alias to anything else stops start-up."""
+    """The id of a configured model or of one found in ``models_dirs``; an alias to anything else stops
+    start-up."""
     listed: bool = False
     """Also list the alias in ``/v1/models`` (for a client that picks from the list)."""
 
@@ -249,6 +315,24 @@ class ServerConfig(Struct, forbid_unknown_fields=True, kw_only=True):
     """Serve a chat page at ``/`` to try the models in a browser (``--no-chat-page`` turns it off). The
     page itself holds nothing secret and needs no key; its requests to the API send the key the user
     types into it."""
+    models_dirs: list[str] | None = None
+    """Folders whose models are all served, loaded on first use: every OpenVINO export (chat, embedding,
+    rerank) and ``.gguf`` file in them, named by its folder or file name (a configured model with the
+    same path keeps its own id). Unset: ``<cache_dir>/exports`` and ``<cache_dir>/models`` (where the
+    demo model is kept); ``[]``: none."""
+    keep_alive: Duration = "5m"
+    """How long a model that was not preloaded stays loaded once idle (see the models' ``keep_alive``)."""
+    max_loaded_memory: int | str | None = None
+    """The memory loaded models may take together: bytes, a form like ``"12GB"``, or a share of the
+    machine's memory (``"75%"``). A load that would pass it first unloads idle models, least recently
+    used first; if that is not enough, the request waits (up to its ``request_timeout``) for a model to
+    become idle, or gets 503. Each model counts for an estimate of its worst case: its files, its KV
+    cache (``scheduler.cache_size``) and its processes' own overhead. Unset: no limit."""
+    max_loaded_models: Annotated[int, Meta(ge=1)] | None = None
+    """The most models loaded at once, enforced as ``max_loaded_memory`` is. Unset: no limit."""
+    max_load_waiters: Annotated[int, Meta(ge=0)] = 64
+    """Requests that may wait for room under ``max_loaded_memory`` or ``max_loaded_models``; past that,
+    a request that finds no room gets 503 at once."""
 
     def __repr__(self) -> str:
         # Keys must never reach a log line or a traceback through a repr of the config.
@@ -262,6 +346,24 @@ class ServerConfig(Struct, forbid_unknown_fields=True, kw_only=True):
     def cache_path(self) -> Path:
         """``cache_dir`` as a path, with ``~`` expanded."""
         return Path(self.cache_dir).expanduser()
+
+    @property
+    def models_paths(self) -> list[Path]:
+        """``models_dirs`` as paths (their default when unset)."""
+        if self.models_dirs is None:
+            return [self.cache_path / "exports", self.cache_path / "models"]
+        return [Path(folder).expanduser() for folder in self.models_dirs]
+
+    def memory_budget(self) -> int | None:
+        """``max_loaded_memory`` in bytes (``None``: no limit)."""
+        if self.max_loaded_memory is None:
+            return None
+        return parse_memory(self.max_loaded_memory, machine_memory())
+
+
+def machine_memory() -> int:
+    """The machine's physical memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def load_config(path: Path | None) -> ServerConfig:
@@ -285,16 +387,18 @@ def with_defaults(config: ServerConfig) -> ServerConfig:
         msgspec.structs.replace(spec, sampling=DEMO_SAMPLING)
         if spec.source == DEMO_SOURCE and spec.sampling == SamplingDefaults()
         else spec
-        for spec in config.models or [ModelSpec(id=DEMO_MODEL_ID, source=DEMO_SOURCE)]
+        # With model folders named, the demo is one model among theirs: listed, loaded when asked for.
+        for spec in config.models
+        or [ModelSpec(id=DEMO_MODEL_ID, source=DEMO_SOURCE, preload=not config.models_dirs)]
     ]
     seen: set[str] = set()
     for spec in models:
         if spec.id in seen:
             raise ConfigError(f"model id {spec.id!r} is configured twice")
         seen.add(spec.id)
-    for alias in config.aliases:
-        if alias.model not in seen:
-            raise ConfigError(
-                f"alias {alias.name!r} names the model {alias.model!r}, which is not configured"
-            )
+    try:
+        parse_duration(config.keep_alive)
+        config.memory_budget()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return msgspec.structs.replace(config, models=models)

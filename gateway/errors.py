@@ -107,6 +107,30 @@ class ModelNotReadyError(GatewayError):
             super().__init__(f"The model '{model}' failed to load: {reason}", "model")
 
 
+class ModelLoadFailedError(GatewayError):
+    """400: the model's files cannot be loaded (corrupt, unsupported); it stays ``failed`` until its files
+    change or an operator loads it again."""
+
+    status_code = 400
+    type = "invalid_request_error"
+    code = "model_load_failed"
+
+    def __init__(self, model: str, reason: str | None):
+        super().__init__(f"The model '{model}' cannot be loaded: {reason}", "model")
+
+
+class MemoryBudgetError(GatewayError):
+    """503: loading the model would pass ``max_loaded_memory`` or ``max_loaded_models``, and no loaded
+    model became idle in time to make room."""
+
+    status_code = 503
+    type = "server_error"
+    code = "model_budget_exhausted"
+
+    def __init__(self, message: str, retry_after: int | None = 10):
+        super().__init__(message, "model", {"Retry-After": str(retry_after)} if retry_after else None)
+
+
 class ConflictError(GatewayError):
     """409: the request clashes with the server's state (a model id that is already registered)."""
 

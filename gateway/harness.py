@@ -43,12 +43,19 @@ def running_server(config: Path, log: Path, timeout: float = 300) -> Iterator[st
     """Serve ``config`` on 127.0.0.1 (output to ``log``); yields the root URL, stops the server after."""
     port = free_port()
     command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
-    with log.open("w") as log_file:
-        process = subprocess.Popen(command, cwd=_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
+    with child_process(command, log, cwd=_ROOT) as process:
         _wait_until_healthy(url, process, log, timeout)
         yield url
+
+
+@contextlib.contextmanager
+def child_process(command: list[str], log: Path, cwd: Path | None = None) -> Iterator[subprocess.Popen]:
+    """Run ``command`` with its output to ``log``; stop it on the way out (SIGTERM, SIGKILL after 30 s)."""
+    with log.open("w") as log_file:
+        process = subprocess.Popen(command, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        yield process
     finally:
         process.terminate()
         try:

@@ -11,7 +11,7 @@ can never drift from the truth.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, get_args
 
@@ -26,9 +26,10 @@ from adapters.base import Usage
 from .schemas import ModelState
 
 if TYPE_CHECKING:
-    from .registry import ModelRegistry
+    from .registry import ModelEntry, ModelRegistry
 
 MODEL_STATES: tuple[ModelState, ...] = get_args(ModelState)
+UNLOAD_REASONS = ("idle", "budget", "admin", "failure")
 UNMATCHED_ROUTE = "unmatched"
 """Route label of requests no route matched: one label, not one per path a scanner tries."""
 
@@ -198,6 +199,77 @@ class ModelCollector:
             speculative_steps.add_metric([model], counts.speculative_steps)
             accepted.add_metric([model], counts.accepted_tokens)
         yield from (running, waiting, restarts, state, generated, speculative_steps, accepted)
+        yield from self._residency()
+
+    def _residency(self) -> Iterator[Metric]:
+        """Loads, unloads, waits for room, and memory against the budget."""
+        entries = self._models.entries()
+        for kind, name, documentation, read in _PER_MODEL_RESIDENCY:
+            family = kind(name, documentation, labels=["model"])
+            for entry in entries:
+                family.add_metric([entry.spec.id], read(entry))
+            yield family
+        unloads = CounterMetricFamily(
+            "openarc_model_unloads",
+            "Unloads by reason: idle (keep_alive), budget (room for another), admin, failure (engine died).",
+            labels=["model", "reason"],
+        )
+        for entry in entries:
+            for reason in UNLOAD_REASONS:
+                unloads.add_metric([entry.spec.id, reason], entry.stats.unloads[reason])
+        budget = self._models.budget()
+        in_use = GaugeMetricFamily(
+            "openarc_loaded_memory_bytes", "What the loading and loaded models count for, together."
+        )
+        in_use.add_metric([], budget.in_use(entries))
+        limit = GaugeMetricFamily(
+            "openarc_max_loaded_memory_bytes", "The memory budget (max_loaded_memory; absent when unset)."
+        )
+        if budget.max_bytes is not None:
+            limit.add_metric([], budget.max_bytes)
+        yield from (unloads, in_use, limit)
+
+
+_PER_MODEL_RESIDENCY: tuple[tuple[type, str, str, Callable[[ModelEntry], float]], ...] = (
+    (CounterMetricFamily, "openarc_model_loads", "Loads that succeeded.", lambda e: e.stats.loads),
+    (
+        CounterMetricFamily,
+        "openarc_model_load_failures",
+        "Loads that failed.",
+        lambda e: e.stats.load_failures,
+    ),
+    (
+        CounterMetricFamily,
+        "openarc_model_load_seconds",
+        "Time spent in loads that succeeded.",
+        lambda e: e.stats.load_seconds,
+    ),
+    (
+        CounterMetricFamily,
+        "openarc_model_budget_waits",
+        "Loads that waited for room under the memory budget.",
+        lambda e: e.stats.budget_waits,
+    ),
+    (
+        CounterMetricFamily,
+        "openarc_model_budget_wait_seconds",
+        "Time loads waited for room.",
+        lambda e: e.stats.budget_wait_seconds,
+    ),
+    (
+        GaugeMetricFamily,
+        "openarc_model_memory_bytes",
+        "Resident memory of the model's processes (read every 5 s while loaded).",
+        lambda e: e.memory or 0,
+    ),
+    (
+        GaugeMetricFamily,
+        "openarc_model_budget_bytes",
+        "What the model counts for against max_loaded_memory (its estimate, while loading or loaded).",
+        lambda e: e.charge,
+    ),
+)
+"""Per-model residency figures: the family's type, name and help, and how to read it off an entry."""
 
 
 @get("/metrics", sync_to_thread=False)

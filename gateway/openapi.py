@@ -238,6 +238,11 @@ OPERATIONS: dict[tuple[str, str], Body] = {
         errors=(400, 401, 409, 413, 500),
         descriptions={200: "The model is loaded and ready.", 202: "Loading (`?wait=false`)."},
     ),
+    ("/admin/models/{model_id}", "post"): Body(
+        responses={200: {JSON: AdminModel}},
+        errors=(400, 401, 404, 408, 500, 503),
+        descriptions={200: "The model is loaded and ready."},
+    ),
     ("/admin/models/{model_id}", "delete"): Body(
         responses={200: {JSON: AdminModel}}, errors=(401, 404, 500, 503)
     ),

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from importlib.resources import files
+from pathlib import Path
 
 from litestar import Request, Response, get, head, post
 from litestar.response import Stream
-
-from adapters.base import ModelInfo
 
 from .dialects.chat import collect, open_chat, to_params
 from .dialects.completions import collect_completion, open_completion
@@ -15,7 +14,7 @@ from .encoders import create_embeddings, require_kind, rerank
 from .errors import NotFoundError
 from .generation import unless_disconnected
 from .json_body import json_body
-from .registry import ModelRegistry
+from .registry import ModelEntry, ModelRegistry
 from .schemas import (
     ChatCompletion,
     Completion,
@@ -44,86 +43,106 @@ async def create_chat_completion(
     # Decoded here rather than by Litestar: strict msgspec decoding makes a wrongly typed field a 400
     # that names the field, where Litestar's lenient decoding would coerce "8" to 8.
     chat = decode_chat_request(await json_body(request))
-    adapter = registry.get(chat.model)
-    require_kind(adapter.info, "chat")
-    timeout = registry.request_timeout(chat.model)
-    params = to_params(chat, adapter.info.output_format, registry.spec(chat.model))
-    if chat.stream:
-        include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-        stream = await open_chat(adapter, params, include_usage, timeout)
-        return Stream(data_events(stream.chunks), media_type="text/event-stream", headers=SSE_HEADERS)
+    async with registry.use(chat.model, chat.keep_alive) as served:
+        adapter = served.adapter
+        require_kind(adapter.info, "chat")
+        timeout = served.timeout
+        params = to_params(chat, adapter.info.output_format, served.spec)
+        if chat.stream:
+            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+            stream = await open_chat(adapter, params, include_usage, timeout)
+            return Stream(data_events(stream.chunks), media_type="text/event-stream", headers=SSE_HEADERS)
 
-    async def complete() -> ChatCompletion:
-        return await collect(await open_chat(adapter, params, include_usage=True, timeout=timeout))
+        async def complete() -> ChatCompletion:
+            return await collect(await open_chat(adapter, params, include_usage=True, timeout=timeout))
 
-    return Response(await unless_disconnected(request, complete()))
+        return Response(await unless_disconnected(request, complete()))
 
 
 @post("/v1/completions", status_code=200)
 async def create_completion(request: Request, registry: ModelRegistry) -> Response[Completion] | Stream:
     """Create a text completion (legacy API) for one prompt or a list; SSE when ``stream`` is true."""
     body = decode_completion_request(await json_body(request))
-    adapter = registry.get(body.model)
-    require_kind(adapter.info, "chat")
-    timeout = registry.request_timeout(body.model)
-    model = registry.spec(body.model)
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        stream = await open_completion(adapter, body, include_usage, timeout, model)
-        return Stream(data_events(stream.chunks), media_type="text/event-stream", headers=SSE_HEADERS)
+    async with registry.use(body.model, body.keep_alive) as served:
+        adapter = served.adapter
+        require_kind(adapter.info, "chat")
+        timeout = served.timeout
+        model = served.spec
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            stream = await open_completion(adapter, body, include_usage, timeout, model)
+            return Stream(data_events(stream.chunks), media_type="text/event-stream", headers=SSE_HEADERS)
 
-    async def complete() -> Completion:
-        return await collect_completion(await open_completion(adapter, body, True, timeout, model))
+        async def complete() -> Completion:
+            return await collect_completion(await open_completion(adapter, body, True, timeout, model))
 
-    return Response(await unless_disconnected(request, complete()))
+        return Response(await unless_disconnected(request, complete()))
 
 
 @post("/v1/embeddings", status_code=200)
 async def create_embedding(request: Request, registry: ModelRegistry) -> Response[CreateEmbeddingResponse]:
     """Embed a string, a list of strings or token arrays with an embedding model."""
     body = decode_embedding_request(await json_body(request))
-    adapter = registry.get(body.model)
-    work = create_embeddings(adapter, body, registry.request_timeout(body.model))
-    return Response(await unless_disconnected(request, work))
+    async with registry.use(body.model, body.keep_alive) as served:
+        adapter = served.adapter
+        work = create_embeddings(adapter, body, served.timeout)
+        return Response(await unless_disconnected(request, work))
 
 
 @post(["/v1/rerank", "/rerank"], status_code=200)
 async def create_rerank(request: Request, registry: ModelRegistry) -> Response[RerankResponse]:
     """Order documents by relevance to a query with a rerank (cross-encoder) model."""
     body = decode_rerank_request(await json_body(request))
-    adapter = registry.get(body.model)
-    work = rerank(adapter, body, registry.request_timeout(body.model))
-    return Response(await unless_disconnected(request, work))
+    async with registry.use(body.model, body.keep_alive) as served:
+        adapter = served.adapter
+        work = rerank(adapter, body, served.timeout)
+        return Response(await unless_disconnected(request, work))
 
 
-def _model(info: ModelInfo) -> Model:
+def _model(entry: ModelEntry, name: str | None = None) -> Model:
+    info = entry.adapter.info if entry.adapter is not None else None
     return Model(
-        id=info.id,
-        created=info.created,
-        owned_by=info.owned_by,
-        device=info.device,
-        context_length=info.context_length,
-        kind=info.kind,
-        inference_precision=info.inference_precision,
+        id=name or entry.spec.id,
+        created=info.created if info else _file_time(entry.path),
+        owned_by=info.owned_by if info else "openarc",
+        device=entry.spec.device,
+        context_length=entry.context_length,
+        state=entry.state,
+        kind=entry.kind,  # type: ignore[arg-type]  # a ModelKind, or "auto" until known
+        inference_precision=info.inference_precision if info else None,
+        size_bytes=entry.size_bytes,
+        memory_bytes=entry.memory,
     )
+
+
+def _file_time(path: Path | None) -> int:
+    try:
+        return int(path.stat().st_mtime) if path is not None else 0
+    except OSError:
+        return 0
 
 
 @get("/v1/models")
 async def list_models(registry: ModelRegistry) -> ModelList:
-    """List the models this server serves."""
-    return ModelList(data=[_model(info) for info in [*registry.models(), *registry.listed_aliases()]])
+    """List every model this server can serve, loaded or not (``state``): a request to an unloaded
+    one loads it."""
+    models = [_model(entry) for entry in registry.entries()]
+    aliases = [_model(entry, name) for name, entry in registry.listed_aliases()]
+    return ModelList(data=models + aliases)
 
 
 @get("/v1/models/{model_id:path}")
 async def retrieve_model(model_id: str, registry: ModelRegistry) -> Model:
-    """Describe one model; 404 ``model_not_found`` if it is not served."""
-    return _model(registry.get(model_id.lstrip("/")).info)
+    """Describe one model; 404 ``model_not_found`` if the server has no such model."""
+    return _model(registry.entry(model_id.lstrip("/")))
 
 
 @get("/health")
 async def health(registry: ModelRegistry) -> Health:
     """Liveness: 200 while the HTTP server runs, with each ready model's current load."""
-    activity = [(info.id, registry.get(info.id).activity()) for info in registry.models()]
+    activity = [
+        (e.spec.id, e.adapter.activity()) for e in registry.entries() if e.state == "ready" and e.adapter
+    ]
     return Health(models=[ModelActivity(id=i, in_flight=a.in_flight, running=a.running) for i, a in activity])
 
 

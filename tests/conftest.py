@@ -38,6 +38,7 @@ LISTED_ALIAS = "gpt-4o-mini"
 
 SERVER_CONFIG = f"""
 admin_key = "{ADMIN_KEY}"
+models_dirs = []  # the models it is given, nothing from the cache (tests/test_on_demand.py covers those)
 
 [[aliases]]
 name = "{LISTED_ALIAS}"

@@ -56,28 +56,19 @@ def test_load_serve_and_unload_while_another_model_serves(http, server_root, dem
     assert busy[0].status_code == 200, "the other model kept serving through the load and unload"
 
 
-def test_loading_model_answers_503_then_serves(http, demo_path):
+def test_request_during_a_load_waits_for_it_and_is_answered(http, demo_path):
     started = http.post(
         "/admin/models?wait=false", headers=AUTH, json={"id": "late-demo", "source": demo_path}
     )
     assert started.status_code == 202 and started.json()["state"] == "loading"
+    listed = {m["id"]: m["state"] for m in http.get("/v1/models").json()["data"]}
+    assert listed["late-demo"] == "loading"  # the load takes seconds; listing it takes milliseconds
     early = ask(http, "late-demo")
-    assert early.status_code == 503
-    assert early.headers["Retry-After"] == "5"
-    assert early.json()["error"]["code"] == "model_not_ready"
-    assert "late-demo" not in [m["id"] for m in http.get("/v1/models").json()["data"]]
-    for _ in range(600):
-        state = next(
-            m["state"]
-            for m in http.get("/admin/models", headers=AUTH).json()["data"]
-            if m["id"] == "late-demo"
-        )
-        if state != "loading":
-            break
-        threading.Event().wait(0.2)
-    assert state == "ready"
-    assert ask(http, "late-demo").status_code == 200
+    assert early.status_code == 200, early.text
+    entry = next(m for m in http.get("/admin/models", headers=AUTH).json()["data"] if m["id"] == "late-demo")
+    assert entry["state"] == "ready" and entry["loads"] == 1, "the request joined the admin's load"
     assert http.delete("/admin/models/late-demo", headers=AUTH).status_code == 200
+    assert ask(http, "late-demo").status_code == 404, "a model loaded through /admin is forgotten"
 
 
 @pytest.mark.parametrize(
@@ -143,9 +134,20 @@ def test_a_failed_run_time_load_is_removable_and_leaves_readiness_alone(http):
     wait_for(lambda: state() == "failed", timeout=60, what="the load to fail")
     assert http.get("/ready").status_code == 200
     assert http.get("/ready").json() == {"status": "ready", "models": []}
-    failed = ask(http, "doomed")
-    assert failed.status_code == 503 and failed.json()["error"]["code"] == "model_not_ready"
+    failed = ask(http, "doomed")  # a model that cannot load is the client's to fix: 400, with the reason
+    assert failed.status_code == 400 and failed.json()["error"]["code"] == "model_load_failed"
+    assert "model path /nonexistent/model does not exist" in failed.json()["error"]["message"]
     removed = http.delete("/admin/models/doomed", headers=AUTH)
     assert removed.status_code == 200 and removed.json()["state"] == "unloaded"
     assert state() is None
     assert ask(http, "doomed").status_code == 404
+
+
+def test_a_request_cannot_unload_a_preloaded_model(http):
+    """A request's keep_alive (Ollama's) holds for models loaded on demand; a preloaded model is kept
+    loaded by the operator's choice, whatever a client sends."""
+    body = {"model": DEMO, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "keep_alive": 0}
+    assert http.post("/v1/chat/completions", json=body).status_code == 200
+    entry = next(m for m in http.get("/admin/models", headers=AUTH).json()["data"] if m["id"] == DEMO)
+    assert entry["keep_alive"] is None and entry["state"] == "ready"
+    assert entry["unloads_at"] is None

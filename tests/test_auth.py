@@ -35,6 +35,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     config = workdir / "openarc.toml"
     config.write_text(
         f'api_keys = ["{CONFIG_KEY}"]\napi_key_file = "{key_file}"\nadmin_key = "{ADMIN}"\n'
+        "models_dirs = []\n"  # the demo model alone: the list below is exact
         f'[[models]]\nid = "{DEMO}"\nsource = "demo"\n'
     )
     log = workdir / "server.log"

@@ -78,7 +78,7 @@ def test_an_alias_to_a_model_that_is_not_configured_stops_start_up(tmp_path):
     from helpers import ROOT
 
     config = tmp_path / "openarc.toml"
-    config.write_text('[[aliases]]\nname = "gpt-4o"\nmodel = "nowhere"\n')
+    config.write_text('models_dirs = []\n[[aliases]]\nname = "gpt-4o"\nmodel = "nowhere"\n')
     done = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
         cwd=ROOT,
@@ -87,5 +87,6 @@ def test_an_alias_to_a_model_that_is_not_configured_stops_start_up(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "openarc: error: alias 'gpt-4o' names the model 'nowhere', which is not configured"
+        "openarc: error: alias 'gpt-4o' names the model 'nowhere', which is neither configured nor in a "
+        "model folder"
     ]

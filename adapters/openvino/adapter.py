@@ -79,6 +79,7 @@ class OpenVINOGenAIAdapter:
             created=int(time.time()),
             source=str(source),
             pid=process.pid,
+            pids=process.pids,
             output_format=process.output_format,
             inference_precision=process.inference_precision,
         )

@@ -131,6 +131,7 @@ class EncoderAdapter:
             created=int(time.time()),
             source=path,
             pid=supervisor.pid,
+            pids=supervisor.pids,
             kind=kind,
             dimensions=ready.dimensions,
             inference_precision=ready.inference_precision,

@@ -127,8 +127,13 @@ class EngineProcess:
 
     @property
     def pid(self) -> int | None:
-        """The engine process's id (the preparer's is not reported)."""
+        """The engine process's id."""
         return self._supervisor.pid
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """The engine's and the preparer's process ids."""
+        return self._supervisor.pids
 
     @property
     def in_flight(self) -> int:

@@ -107,9 +107,11 @@ class Supervisor:
     def handshake(self, ready: type) -> Any:
         """Wait (blocking) for the main child's first message and return it if it is a ``ready``;
         otherwise stop the children and raise ``ModelLoadError`` with the child's reason."""
+        died = False
         try:
             message = BlockingFrames(self._socket, self._receives).recv()
         except ChannelClosedError:
+            died = True
             self._main.join(timeout=5)
             code = self._main.exitcode
             message = LoadFailed(f"the {self._role} process exited during load (exit code {code})")
@@ -118,7 +120,7 @@ class Supervisor:
         self._socket.close()
         self._reap(30)
         if isinstance(message, LoadFailed):
-            raise ModelLoadError(message.reason)
+            raise ModelLoadError(message.reason, transient=died)
         raise ModelLoadError(f"the {self._role} process answered {type(message).__name__} instead of ready")
 
     def serve(
@@ -156,6 +158,11 @@ class Supervisor:
     def pid(self) -> int | None:
         """The main child's process id."""
         return self._main.pid
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """Every child's process id, the main one first (for reading their memory)."""
+        return tuple(child.pid for child in self._children if child.pid is not None)
 
     @property
     def attached(self) -> bool:

@@ -75,38 +75,38 @@ _detokenize_decoder = msgspec.json.Decoder(DetokenizeRequest)
 async def tokenize(request: Request, registry: ModelRegistry) -> TokenizeResponse:
     """Tokenize a prompt, or chat messages with the model's chat template and tools, as generation would."""
     body: TokenizeRequest = decode_request(_tokenize_decoder, await json_body(request))
-    adapter = registry.get(body.model)
-    require_kind(adapter.info, "chat")
-    if body.return_token_strs:
-        raise UnsupportedParameterError("return_token_strs is not supported", param="return_token_strs")
-    if (body.prompt is None) == (body.messages is None):
-        raise InvalidRequestError("send either prompt or messages", param="prompt")
-    if body.messages is not None:
-        chat = ChatCompletionRequest(
-            messages=body.messages,
-            model=body.model,
-            tools=body.tools,
-            chat_template_kwargs=body.chat_template_kwargs,
+    async with registry.use(body.model) as served:
+        adapter = served.adapter
+        require_kind(adapter.info, "chat")
+        if body.return_token_strs:
+            raise UnsupportedParameterError("return_token_strs is not supported", param="return_token_strs")
+        if (body.prompt is None) == (body.messages is None):
+            raise InvalidRequestError("send either prompt or messages", param="prompt")
+        if body.messages is not None:
+            chat = ChatCompletionRequest(
+                messages=body.messages,
+                model=body.model,
+                tools=body.tools,
+                chat_template_kwargs=body.chat_template_kwargs,
+            )
+            params = to_params(chat, adapter.info.output_format, served.spec)
+        else:
+            params = GenerationParams(messages=(), prompt=body.prompt)
+        counted = await count_prompt(adapter, params, served.timeout)
+        return TokenizeResponse(
+            count=len(counted.ids), max_model_len=adapter.info.context_length, tokens=counted.ids
         )
-        params = to_params(chat, adapter.info.output_format, registry.spec(body.model))
-    else:
-        params = GenerationParams(messages=(), prompt=body.prompt)
-    counted = await count_prompt(adapter, params, registry.request_timeout(body.model))
-    return TokenizeResponse(
-        count=len(counted.ids), max_model_len=adapter.info.context_length, tokens=counted.ids
-    )
 
 
 @post(["/detokenize", "/v1/detokenize"], status_code=200)
 async def detokenize(request: Request, registry: ModelRegistry) -> DetokenizeResponse:
     """Turn token ids back into text with the model's tokenizer (special tokens kept)."""
     body: DetokenizeRequest = decode_request(_detokenize_decoder, await json_body(request))
-    adapter = registry.get(body.model)
-    require_kind(adapter.info, "chat")
-    params = GenerationParams(messages=(), decode_ids=tuple(body.tokens))
-    return DetokenizeResponse(
-        prompt=(await count_prompt(adapter, params, registry.request_timeout(body.model))).text
-    )
+    async with registry.use(body.model) as served:
+        adapter = served.adapter
+        require_kind(adapter.info, "chat")
+        params = GenerationParams(messages=(), decode_ids=tuple(body.tokens))
+        return DetokenizeResponse(prompt=(await count_prompt(adapter, params, served.timeout)).text)
 
 
 ROUTES = [tokenize, detokenize]

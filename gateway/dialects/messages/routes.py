@@ -26,24 +26,25 @@ _ANTHROPIC = {ERROR_SHAPE: anthropic_error}
 async def create_message(request: Request, registry: ModelRegistry) -> Response[Message] | Stream:
     """Create a message (Anthropic's Messages API), streamed as Anthropic's events when ``stream`` is true."""
     body = decode_message_request(await json_body(request))
-    adapter = registry.get(body.model)
-    require_kind(adapter.info, "chat")
-    params = to_params(to_chat_request(body), adapter.info.output_format, registry.spec(body.model))
-    # Anthropic's max_tokens is a cap: its clients send 32000 whatever the model, so the answer stops at
-    # the end of the context window rather than being refused.
-    params = dataclasses.replace(params, fit_to_context=True)
-    generation = await start_generation(adapter, params, registry.request_timeout(body.model))
-    builder = MessageEvents(new_message(generation.model), generation)
-    if body.stream:
-        events = typed_events(builder.events(), builder.error_event)
-        return Stream(events, media_type="text/event-stream", headers=HEADERS)
+    async with registry.use(body.model) as served:
+        adapter = served.adapter
+        require_kind(adapter.info, "chat")
+        params = to_params(to_chat_request(body), adapter.info.output_format, served.spec)
+        # Anthropic's max_tokens is a cap: its clients send 32000 whatever the model, so the answer stops at
+        # the end of the context window rather than being refused.
+        params = dataclasses.replace(params, fit_to_context=True)
+        generation = await start_generation(adapter, params, served.timeout)
+        builder = MessageEvents(new_message(generation.model), generation)
+        if body.stream:
+            events = typed_events(builder.events(), builder.error_event)
+            return Stream(events, media_type="text/event-stream", headers=HEADERS)
 
-    async def complete() -> Message:
-        async for _ in builder.events():
-            pass
-        return builder.message
+        async def complete() -> Message:
+            async for _ in builder.events():
+                pass
+            return builder.message
 
-    return Response(await unless_disconnected(request, complete()))
+        return Response(await unless_disconnected(request, complete()))
 
 
 @post(["/v1/messages/count_tokens", "/messages/count_tokens"], status_code=200, opt=_ANTHROPIC)
@@ -51,11 +52,12 @@ async def count_message_tokens(request: Request, registry: ModelRegistry) -> Mes
     """Count the tokens a message's input would take: the chat template and tools applied as generation
     would apply them."""
     body = decode_count_request(await json_body(request))
-    adapter = registry.get(body.model)
-    require_kind(adapter.info, "chat")
-    params = to_params(to_chat_request(body), adapter.info.output_format, registry.spec(body.model))
-    counted = await count_prompt(adapter, params, registry.request_timeout(body.model))
-    return MessageTokensCount(input_tokens=len(counted.ids))
+    async with registry.use(body.model) as served:
+        adapter = served.adapter
+        require_kind(adapter.info, "chat")
+        params = to_params(to_chat_request(body), adapter.info.output_format, served.spec)
+        counted = await count_prompt(adapter, params, served.timeout)
+        return MessageTokensCount(input_tokens=len(counted.ids))
 
 
 ROUTES = [create_message, count_message_tokens]

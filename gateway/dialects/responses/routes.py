@@ -52,47 +52,48 @@ async def create_response(
 ) -> Response[ResponseObject] | Stream:
     """Create a model response (OpenAI's Responses API), streamed as typed events when ``stream`` is true."""
     body = decode_response_request(await json_body(request))
-    adapter = registry.get(body.model)
-    require_kind(adapter.info, "chat")
-    owner = _owner(request)
-    history = []
-    if body.previous_response_id is not None:
-        previous = await _stored(responses, body.previous_response_id, owner, "previous_response_id")
-        history = decode_conversation(previous.conversation)
-    items = input_items(body)
-    chat = to_chat_request(body, items, history)
-    params = to_params(chat, adapter.info.output_format, registry.spec(body.model))
-    generation = await start_generation(adapter, params, registry.request_timeout(body.model))
-    store = body.store is not False
-    response = blank_response(new_response_id(), body, generation.model, store)
-    builder = ResponseEvents(response, generation, namespaces(body.tools))
+    async with registry.use(body.model) as served:
+        adapter = served.adapter
+        require_kind(adapter.info, "chat")
+        owner = _owner(request)
+        history = []
+        if body.previous_response_id is not None:
+            previous = await _stored(responses, body.previous_response_id, owner, "previous_response_id")
+            history = decode_conversation(previous.conversation)
+        items = input_items(body)
+        chat = to_chat_request(body, items, history)
+        params = to_params(chat, adapter.info.output_format, served.spec)
+        generation = await start_generation(adapter, params, served.timeout)
+        store = body.store is not False
+        response = blank_response(new_response_id(), body, generation.model, store)
+        builder = ResponseEvents(response, generation, namespaces(body.tools))
 
-    async def save() -> None:
-        if store:
-            record = StoredResponse(
-                id=builder.response.id,
-                created_at=time.time(),
-                owner=owner,
-                model=generation.model,
-                previous_response_id=body.previous_response_id,
-                input_items=_encoder.encode(_with_ids(items)),
-                output=_encoder.encode(builder.response),
-                conversation=_encoder.encode(conversation_after(chat, builder.response)),
+        async def save() -> None:
+            if store:
+                record = StoredResponse(
+                    id=builder.response.id,
+                    created_at=time.time(),
+                    owner=owner,
+                    model=generation.model,
+                    previous_response_id=body.previous_response_id,
+                    input_items=_encoder.encode(_with_ids(items)),
+                    output=_encoder.encode(builder.response),
+                    conversation=_encoder.encode(conversation_after(chat, builder.response)),
+                )
+                await responses.put(record)
+
+        events = _saved_before_the_last(builder.events(), save)
+        if body.stream:
+            return Stream(
+                typed_events(events, builder.error_event), media_type="text/event-stream", headers=HEADERS
             )
-            await responses.put(record)
 
-    events = _saved_before_the_last(builder.events(), save)
-    if body.stream:
-        return Stream(
-            typed_events(events, builder.error_event), media_type="text/event-stream", headers=HEADERS
-        )
+        async def complete() -> ResponseObject:
+            async for _ in events:
+                pass
+            return builder.response
 
-    async def complete() -> ResponseObject:
-        async for _ in events:
-            pass
-        return builder.response
-
-    return Response(await unless_disconnected(request, complete()))
+        return Response(await unless_disconnected(request, complete()))
 
 
 async def _saved_before_the_last(events: AsyncIterator[TypedEvent], save: Any) -> AsyncIterator[TypedEvent]:
