@@ -45,6 +45,25 @@ def test_startup_bench_times_starts_with_and_without_warm_up():
     assert "| 1 | on |" in table and "| 1 | off |" in table
 
 
+def test_swap_bench_times_loads_and_swaps_under_a_cap_of_one():
+    """Two models in turns under max_loaded_models = 1 load at every turn (2 turns: 2 loads), and not at
+    all without the cap; every first-token row was a request for an unloaded model (the bench checks)."""
+    table = bench(
+        "bench.swap", "--repeats", "1", "--turns", "2", "--turn-tokens", "4", "--fill-requests", "2"
+    )
+    assert "| demo | cold, fresh cache_dir |" in table and "| demo | warm |" in table
+    cells = [
+        [cell.strip() for cell in line.split("|")] for line in table.splitlines() if line.startswith("|")
+    ]
+    rows = {row[1]: row[5] for row in cells if len(row) == 7}  # the turns table: 5 columns
+    assert rows["no cap"] == "0" and rows["1"] == "2", table
+    memory = next(
+        line for line in table.split("estimate against")[1].splitlines() if line.startswith("| demo |")
+    )
+    estimate, idle, after = (float(cell.replace(",", "")) for cell in memory.split("|")[2:5])
+    assert estimate > after > 0 and estimate > idle > 0, "the budget's estimate is the worst case"
+
+
 @pytest.mark.parametrize("mode", [[], ["--interleaved"]], ids=["http", "interleaved"])
 def test_settings_bench_compares_a_variant_with_the_default(mode):
     variant = ["--only", "KV_CACHE_PRECISION=u8"]
